@@ -1,0 +1,59 @@
+"""Quiet, deterministic TensorFlow set-up shared by every chapter, exercise and test.
+
+TensorFlow writes C++ log lines to stderr when it is imported.  nbgrader gives
+zero points to a test cell that writes stderr and nbval compares stderr, so the
+noise is switched off here, once, before TensorFlow is imported:
+
+* ``TF_CPP_MIN_LOG_LEVEL=3`` silences TensorFlow's own C++ logging;
+* ``TF_ENABLE_ONEDNN_OPTS=0`` turns off oneDNN custom ops (and their notice),
+  which also makes CPU results reproducible run to run;
+* the GPU build of TensorFlow logs "Could not find cuda drivers" through absl
+  before any setting is read, so the import itself runs with file
+  descriptor 2 pointed at ``/dev/null``.  Python exceptions still propagate.
+
+Variables the user has already set are left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
+
+
+@contextlib.contextmanager
+def _stderr_fd_silenced():
+    """Point the process-level stderr (fd 2) at /dev/null for the block."""
+    fd = 2  # the process-level descriptor (Jupyter kernels forward it to the notebook)
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    try:
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
+
+
+def configure_tensorflow() -> None:
+    """Set the quiet environment and import TensorFlow without log noise."""
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if "tensorflow" in sys.modules:
+        return
+    with _stderr_fd_silenced():
+        import tensorflow  # noqa: F401
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow and make TensorFlow ops deterministic."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
