@@ -1,0 +1,107 @@
+"""Helpers to run the real nbgrader on real notebooks, in nbgrader's own test style.
+
+A test builds a temporary course root (this repository's ``nbgrader_config.py``
+and one assignment's source), runs ``nbgrader generate_assignment``, writes
+submissions built from the *released* notebook (the answer cells filled in),
+runs ``nbgrader autograde`` and reads the scores from the gradebook.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+RELEASE = "exercises"  # nbgrader_config.py: release_directory
+_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n", re.MULTILINE)
+
+
+def env() -> dict[str, str]:
+    """The grading environment: the venv's tools on PATH (nbgrader needs alembic)."""
+    environment = dict(os.environ)
+    environment["PATH"] = f"{BIN}{os.pathsep}{environment.get('PATH', '')}"
+    environment.update(TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0")
+    return environment
+
+
+def nbgrader(course: Path, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+    """Run ``nbgrader ARGS`` in ``course``; fail with its output if it fails."""
+    result = subprocess.run(
+        [str(BIN / "nbgrader"), *args], cwd=course, env=env(), capture_output=True, text=True,
+        timeout=timeout,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"nbgrader {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def make_course(root: Path, assignment: str) -> Path:
+    """A fresh course root with the assignment's source, and its release generated."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "nbgrader_config.py", root / "nbgrader_config.py")
+    shutil.copytree(REPO / "solutions" / assignment, root / "solutions" / assignment)
+    nbgrader(root, "generate_assignment", assignment, "--force")
+    return root
+
+
+def notebook_path(course: Path, step: str, assignment: str, student: str | None = None) -> Path:
+    parts = [course, step] + ([student] if student else []) + [assignment, f"{assignment}.ipynb"]
+    return Path(*parts)
+
+
+def reference_answers(assignment: str) -> dict[str, str]:
+    """grade_id → source of every answer cell of the source notebook, markers removed."""
+    nb = nbformat.read(REPO / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
+    return {
+        cell.metadata["nbgrader"]["grade_id"]: _MARKERS.sub("", cell.source)
+        for cell in nb.cells
+        if cell.metadata.get("nbgrader", {}).get("solution")
+    }
+
+
+def submit(course: Path, assignment: str, student: str, answers: dict[str, str]) -> Path:
+    """Write ``submitted/<student>/<assignment>/<assignment>.ipynb``: the release with
+    the answer cells named in ``answers`` replaced (the others keep the stub)."""
+    nb = nbformat.read(notebook_path(course, RELEASE, assignment), as_version=4)
+    unknown = set(answers) - {c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells}
+    assert not unknown, f"no answer cells named {sorted(unknown)}"
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in answers:
+            cell.source = answers[grade_id]
+    path = notebook_path(course, "submitted", assignment, student)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def mutate(answers: dict[str, str], grade_id: str, old: str, new: str) -> dict[str, str]:
+    """A copy of ``answers`` with ``old`` replaced by ``new`` in one cell (``old`` must occur)."""
+    assert old in answers[grade_id], f"{old!r} not found in answer cell {grade_id!r}"
+    changed = dict(answers)
+    changed[grade_id] = answers[grade_id].replace(old, new)
+    return changed
+
+
+def scores(course: Path, assignment: str) -> dict[str, dict[str, tuple[float, float]]]:
+    """student → {grade_id: (score, max_score)} for every graded cell, plus
+    ``"total"``, read from the course gradebook."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        result = {}
+        for submission in gradebook.assignment_submissions(assignment):
+            cells = {}
+            for notebook in submission.notebooks:
+                for grade in notebook.grades:
+                    cells[grade.name] = (grade.score, grade.max_score)
+            cells["total"] = (submission.score, submission.max_score)
+            result[submission.student.id] = cells
+        return result
