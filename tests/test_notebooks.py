@@ -1,0 +1,55 @@
+"""nbval on every chapter and every reference solution, and the release in sync.
+
+Each notebook runs in its own ``pytest --nbval`` process (a notebook's cells
+share one kernel, so they cannot be split across xdist workers); the stored
+outputs must match the fresh ones, except in cells marked NBVAL_IGNORE_OUTPUT
+with a reason.  Images are never compared.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import nbgrading
+
+REPO = nbgrading.REPO
+CHAPTERS = sorted((REPO / "book").glob("*.ipynb"))
+SOLUTIONS = sorted((REPO / "solutions").glob("*/*.ipynb"))
+ASSIGNMENTS = sorted(p.parent.name for p in SOLUTIONS)
+
+
+def test_there_is_something_to_check():
+    assert CHAPTERS and SOLUTIONS and ASSIGNMENTS
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS + SOLUTIONS, ids=lambda p: str(p.relative_to(REPO)))
+def test_nbval(notebook):
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval", "-p", "no:xdist", "-p", "no:cacheprovider",
+         "-q", str(notebook.relative_to(REPO))],
+        cwd=REPO, env=nbgrading.env(), capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_release_in_sync_with_source(assignment, tmp_path):
+    """exercises/<a>/<a>.ipynb is exactly what nbgrader generates from solutions/<a>."""
+    course = nbgrading.make_course(tmp_path, assignment)
+    fresh = json.loads(nbgrading.notebook_path(course, nbgrading.RELEASE, assignment).read_text())
+    committed = json.loads(nbgrading.notebook_path(REPO, nbgrading.RELEASE, assignment).read_text())
+    assert fresh == committed, f"exercises/{assignment} is stale: run `make exercises` and commit"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_release_has_no_solutions_or_hidden_tests(assignment):
+    text = nbgrading.notebook_path(REPO, nbgrading.RELEASE, assignment).read_text()
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "nnh.grading"):
+        assert marker not in text
+    nb = json.loads(text)
+    assert all(not cell.get("outputs") for cell in nb["cells"] if cell["cell_type"] == "code")
