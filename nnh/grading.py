@@ -29,8 +29,12 @@ def _call_text(name: str, kwargs: Mapping[str, Any]) -> str:
 
 
 def _as_array(value, call: str) -> np.ndarray:
+    """``value`` as float64, if it holds real numbers (not strings, booleans or objects)."""
     try:
-        return np.asarray(value, dtype=np.float64)
+        array = np.asarray(value)
+        if array.dtype.kind not in "iuf":
+            raise TypeError
+        return array.astype(np.float64)
     except (TypeError, ValueError):
         raise AssertionError(f"{call} returned {value!r}, which is not a number or an array of numbers") from None
 

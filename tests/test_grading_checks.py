@@ -1,0 +1,78 @@
+"""The checks behind the hidden tests accept any correct return type and reject wrong answers."""
+
+from __future__ import annotations
+
+import doctest
+
+import numpy as np
+import pytest
+
+import nnh
+from nnh.grading import assert_close_result, check_function, check_raises
+
+
+def reference(step, scale=2.0):
+    return float(step) * scale if np.ndim(step) == 0 else np.asarray(step, float) * scale
+
+
+@pytest.mark.parametrize("student", [
+    reference,
+    lambda step, scale=2.0: np.float32(step * scale) if np.ndim(step) == 0 else (np.asarray(step) * scale).astype(np.float32),
+    lambda step, scale=2.0: np.array(step * scale),          # 0-d array for a scalar
+    lambda s, k=2.0: reference(s, k),                          # other parameter names
+])
+def test_correct_answers_in_any_form_pass(student):
+    check_function(student, reference, [dict(step=3), dict(step=np.arange(4).reshape(2, 2), scale=0.5)])
+
+
+@pytest.mark.parametrize("student, message", [
+    (lambda step, scale=2.0: reference(step, scale) + 1e-3, "expected"),
+    (lambda step, scale=2.0: np.ravel(reference(step, scale)), "shape"),
+    (lambda step, scale=2.0: "6.0", "not a number"),
+    (lambda step, scale=2.0: 1 / 0, "ZeroDivisionError"),
+])
+def test_wrong_answers_fail_with_a_useful_message(student, message):
+    with pytest.raises(AssertionError, match=message):
+        check_function(student, reference, [dict(step=3), dict(step=np.arange(4).reshape(2, 2))])
+
+
+def test_input_arrays_are_copied_so_mutation_cannot_leak():
+    steps = np.arange(3.0)
+
+    def mutating(step, scale=2.0):
+        step *= 0
+        return reference(step, scale)
+
+    with pytest.raises(AssertionError):
+        check_function(mutating, reference, [dict(step=steps)])
+    assert steps.tolist() == [0.0, 1.0, 2.0]
+
+
+def test_an_empty_case_list_is_an_error():
+    with pytest.raises(AssertionError, match="no case"):
+        check_function(reference, reference, [])
+    with pytest.raises(AssertionError, match="no case"):
+        check_raises(ValueError, reference, [])
+
+
+def test_check_raises_requires_the_exact_error_type():
+    def strict(x):
+        raise ValueError("x must be > 0")
+
+    check_raises(ValueError, strict, [dict(x=-1)])
+    with pytest.raises(AssertionError, match="expected it to raise ValueError"):
+        check_raises(ValueError, lambda x: x, [dict(x=-1)])
+    with pytest.raises(AssertionError, match="AssertionError.*expected ValueError"):
+        check_raises(ValueError, lambda x: (_ for _ in ()).throw(AssertionError("no")), [dict(x=-1)])
+
+
+def test_checks_return_none_so_nbgrader_never_reads_partial_credit():
+    assert check_function(reference, reference, [dict(step=1)]) is None
+    assert check_raises(ZeroDivisionError, lambda x: 1 / x, [dict(x=0)]) is None
+    assert assert_close_result(1.0, 1.0, "f()") is None
+
+
+@pytest.mark.parametrize("module", [nnh.schedules, nnh.training, nnh.grading, nnh.data])
+def test_docstring_examples_run(module):
+    failures, _ = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert failures == 0
