@@ -54,6 +54,7 @@ def fit(
     epochs: int = 10,
     batch_size: int = 32,
     momentum: float = 0.9,
+    optimizer: str = "sgd",
     seed: int = 0,
     test_every_epoch: bool = False,
 ) -> RunResult:
@@ -64,7 +65,8 @@ def fit(
         data: the train/test split.
         learning_rate: a float or a ``keras.optimizers.schedules.LearningRateSchedule``.
         epochs, batch_size: as in ``Model.fit``.
-        momentum: SGD momentum.
+        momentum: SGD momentum (ignored by Adam).
+        optimizer: ``"sgd"`` (SGD with ``momentum``) or ``"adam"``.
         seed: seeds weights, shuffling and every random op.
         test_every_epoch: also evaluate on the test set after every epoch
             (``val_*`` keys in the history; costs about a third more time).
@@ -76,10 +78,16 @@ def fit(
         learning rate of every batch, the final test accuracy and the
         wall-clock time of training plus evaluation.
     """
+    if optimizer == "sgd":
+        make_optimizer = lambda: keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum)
+    elif optimizer == "adam":
+        make_optimizer = lambda: keras.optimizers.Adam(learning_rate=learning_rate)
+    else:
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
     set_seed(seed)
     model = build_model()
     model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum),
+        optimizer=make_optimizer(),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
