@@ -23,6 +23,9 @@ def _call_text(name: str, kwargs: Mapping[str, Any]) -> str:
     def show(value):
         if isinstance(value, np.ndarray):
             return f"np.array({value.tolist()!r})" if value.size <= 12 else f"<array {value.shape}>"
+        if isinstance(value, (list, tuple)) and any(isinstance(v, np.ndarray) for v in value):
+            items = ", ".join(show(v) for v in value)
+            return f"[{items}]" if isinstance(value, list) else f"({items})"
         return repr(value)
 
     return f"{name}(" + ", ".join(f"{k}={show(v)}" for k, v in kwargs.items()) + ")"
@@ -40,7 +43,20 @@ def _as_array(value, call: str) -> np.ndarray:
 
 
 def assert_close_result(got, expected, call: str, *, rtol: float = RTOL, atol: float = ATOL) -> None:
-    """``got`` has ``expected``'s shape (a scalar for a scalar) and values within tolerance."""
+    """``got`` has ``expected``'s structure and shape (a scalar for a scalar) and values
+    within tolerance.  When ``expected`` is a list or tuple of arrays (a result per
+    weight array), ``got`` must be a list or tuple of the same length, compared item
+    by item."""
+    if isinstance(expected, (list, tuple)):
+        if not isinstance(got, (list, tuple)):
+            raise AssertionError(
+                f"{call} returned {type(got).__name__}, expected a list of {len(expected)} arrays"
+            )
+        if len(got) != len(expected):
+            raise AssertionError(f"{call} returned {len(got)} items, expected {len(expected)}")
+        for i, (got_item, expected_item) in enumerate(zip(got, expected)):
+            assert_close_result(got_item, expected_item, f"{call}[{i}]", rtol=rtol, atol=atol)
+        return
     got_array = _as_array(got, call)
     expected_array = np.asarray(expected, dtype=np.float64)
     if got_array.shape != expected_array.shape:
@@ -59,8 +75,66 @@ def assert_close_result(got, expected, call: str, *, rtol: float = RTOL, atol: f
         )
 
 
+def _copy(value):
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_copy(v) for v in value)
+    return value
+
+
 def _copies(case: Mapping[str, Any]) -> list:
-    return [v.copy() if isinstance(v, np.ndarray) else v for v in case.values()]
+    return [_copy(v) for v in case.values()]
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)
+    return a is b or a == b
+
+
+def check_not_mutated(function: Callable, cases: Iterable[Mapping[str, Any]],
+                      *, name: str | None = None) -> None:
+    """Calling ``function`` (positionally) leaves every argument exactly as it was:
+    same values, dtype and list structure."""
+    name = name or getattr(function, "__name__", "function")
+    count = 0
+    for kwargs in cases:
+        call = _call_text(name, kwargs)
+        before = _copies(kwargs)
+        arguments = _copies(kwargs)
+        try:
+            function(*arguments)
+        except Exception as error:
+            raise AssertionError(f"{call} raised {type(error).__name__}: {error}") from error
+        for key, old, new in zip(kwargs, before, arguments):
+            if not _same(old, new):
+                raise AssertionError(f"{call} modified its argument {key!r} in place")
+        count += 1
+    if count == 0:
+        raise AssertionError("no case was checked")
+
+
+# Two-sided normal quantile for a false-failure probability below 1e-6 per check
+# (P(|Z| > 5.5) = 3.8e-8; the margin covers the normal approximation's error).
+Z_FAIL = 5.5
+
+
+def assert_binomial(successes: int, trials: int, p: float, what: str) -> None:
+    """``successes`` out of ``trials`` independent draws is consistent with probability
+    ``p``: a correct random answer fails this with probability < 1e-6."""
+    mean = trials * p
+    spread = Z_FAIL * np.sqrt(trials * p * (1 - p)) + 1.0
+    if abs(successes - mean) > spread:
+        raise AssertionError(
+            f"{what}: {successes} of {trials} ({successes / trials:.4f}), expected a fraction "
+            f"close to {p:.4f} (allowed {max(mean - spread, 0) / trials:.4f} to "
+            f"{min(mean + spread, trials) / trials:.4f})"
+        )
 
 
 def check_function(student: Callable, reference: Callable, cases: Iterable[Mapping[str, Any]],

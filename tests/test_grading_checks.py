@@ -76,3 +76,66 @@ def test_checks_return_none_so_nbgrader_never_reads_partial_credit():
 def test_docstring_examples_run(module):
     failures, _ = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert failures == 0
+
+
+def test_list_results_are_compared_item_by_item():
+    reference_grad = lambda ws, lam: [2 * lam * w for w in ws]
+    weights = [np.ones((2, 3)), np.arange(4.0)]
+    check_function(lambda ws, lam: tuple(2.0 * lam * np.asarray(w) for w in ws), reference_grad,
+                   [dict(weights=weights, lam=0.1)])
+    with pytest.raises(AssertionError, match="expected a list of 2 arrays"):
+        check_function(lambda ws, lam: np.concatenate([np.ravel(w) for w in ws]), reference_grad,
+                       [dict(weights=weights, lam=0.1)])
+    with pytest.raises(AssertionError, match="1 items, expected 2"):
+        check_function(lambda ws, lam: [2 * lam * ws[0]], reference_grad, [dict(weights=weights, lam=0.1)])
+    with pytest.raises(AssertionError, match=r"\[1\]"):
+        check_function(lambda ws, lam: [2 * lam * ws[0], lam * ws[1]], reference_grad,
+                       [dict(weights=weights, lam=0.1)])
+
+
+def test_lists_of_arrays_are_copied_for_each_call():
+    weights = [np.ones(3), np.ones(2)]
+
+    def mutating(ws, lam):
+        ws[0] *= 5
+        return [2 * lam * w for w in ws]
+
+    with pytest.raises(AssertionError):
+        check_function(mutating, lambda ws, lam: [2 * lam * w for w in ws], [dict(weights=weights, lam=1.0)])
+    assert weights[0].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_check_not_mutated():
+    from nnh.grading import check_not_mutated
+
+    def scale_in_place(x, lam):
+        x *= lam
+        return x
+
+    def rebind(ws, lam):
+        ws = [w * lam for w in ws]
+        return ws
+
+    def pop(ws, lam):
+        ws.pop()
+        return ws
+
+    check_not_mutated(lambda x, lam: x * lam, [dict(x=np.arange(3.0), lam=2.0)])
+    check_not_mutated(rebind, [dict(ws=[np.ones(2), np.ones(3)], lam=2.0)])
+    with pytest.raises(AssertionError, match="modified its argument 'x'"):
+        check_not_mutated(scale_in_place, [dict(x=np.arange(3.0), lam=2.0)])
+    with pytest.raises(AssertionError, match="modified its argument 'ws'"):
+        check_not_mutated(pop, [dict(ws=[np.ones(2), np.ones(3)], lam=2.0)])
+
+
+def test_assert_binomial_accepts_fair_draws_and_rejects_biased_ones():
+    from nnh.grading import assert_binomial
+
+    rng = np.random.default_rng(0)
+    for p in (0.1, 0.5, 0.8):
+        n = 50_000
+        assert_binomial(int((rng.random(n) < p).sum()), n, p, "fair")
+        with pytest.raises(AssertionError, match="biased"):
+            assert_binomial(int((rng.random(n) < p + 0.02).sum()), n, p, "biased")
+    assert_binomial(0, 1000, 0.0, "never")
+    assert_binomial(1000, 1000, 1.0, "always")
