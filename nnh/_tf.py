@@ -7,6 +7,8 @@ noise is switched off here, once, before TensorFlow is imported:
 * ``TF_CPP_MIN_LOG_LEVEL=3`` silences TensorFlow's own C++ logging;
 * ``TF_ENABLE_ONEDNN_OPTS=0`` turns off oneDNN custom ops (and their notice),
   which also makes CPU results reproducible run to run;
+* TensorFlow's Python logger (``tf.function`` retracing notices) is set to
+  ``ERROR``;
 * the GPU build of TensorFlow logs "Could not find cuda drivers" through absl
   before any setting is read, so the import itself runs with file
   descriptor 2 pointed at ``/dev/null``.  Python exceptions still propagate.
@@ -44,10 +46,14 @@ def configure_tensorflow() -> None:
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    if "tensorflow" in sys.modules:
-        return
-    with _stderr_fd_silenced():
-        import tensorflow  # noqa: F401
+    if "tensorflow" not in sys.modules:
+        with _stderr_fd_silenced():
+            import tensorflow  # noqa: F401
+    import tensorflow
+
+    # Python-side TensorFlow warnings (e.g. "tf.function retracing") are log
+    # records of the "tensorflow" logger; keep errors only.
+    tensorflow.get_logger().setLevel("ERROR")
 
 
 def set_seed(seed: int) -> None:

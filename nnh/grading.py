@@ -11,6 +11,8 @@ returned and what was expected, so the student's feedback is actionable.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
@@ -137,6 +139,99 @@ def assert_binomial(successes: int, trials: int, p: float, what: str) -> None:
         )
 
 
+class DelegationError(BaseException):
+    """Raised when graded code calls the course's reference implementation.
+
+    A ``BaseException`` (like ``KeyboardInterrupt``), so that a student's
+    ``except Exception`` cannot swallow it and fall back to another answer."""
+
+
+def _code_names(code) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):
+            names |= _code_names(const)
+    return names
+
+
+def _uses_reference(function, reference, depth: int = 0, seen=None) -> bool:
+    """Does ``function`` (or a helper function it names, defined outside ``nnh``)
+    name ``reference`` itself, or ``reference.__name__`` through an ``nnh`` module?"""
+    seen = set() if seen is None else seen
+    code = getattr(function, "__code__", None)
+    if code is None or id(function) in seen or depth > 4:
+        return False
+    seen.add(id(function))
+    names = _code_names(code)
+    scope = dict(getattr(function, "__globals__", {}))
+    for cell in getattr(function, "__closure__", None) or ():
+        try:
+            scope[f"<closure {id(cell)}>"] = cell.cell_contents
+        except ValueError:
+            pass
+        names.add(f"<closure {id(cell)}>")
+    for key in names & set(scope):
+        value = scope[key]
+        if value is reference:
+            return True
+        module_name = getattr(value, "__name__", "") if isinstance(value, type(np)) else ""
+        if (module_name == "nnh" or module_name.startswith("nnh.")) and reference.__name__ in names:
+            return True
+        if callable(value) and not str(getattr(value, "__module__", "")).startswith(("nnh", "numpy", "keras")):
+            target = getattr(value, "__func__", value)
+            if _uses_reference(target, reference, depth + 1, seen):
+                return True
+    return False
+
+
+@contextlib.contextmanager
+def _tripwire(reference: Callable, name: str):
+    """While the block runs, calling ``reference`` through its module raises
+    :class:`DelegationError`."""
+    module = sys.modules.get(getattr(reference, "__module__", ""), None)
+    attribute = getattr(reference, "__name__", None)
+    if module is None or getattr(module, attribute, None) is not reference:
+        yield
+        return
+
+    def tripped(*args, **kwargs):
+        raise DelegationError(f"{name} calls the course's reference {module.__name__}.{attribute}")
+
+    setattr(module, attribute, tripped)
+    try:
+        yield
+    finally:
+        setattr(module, attribute, reference)
+
+
+def assert_own_work(student: Callable, reference: Callable, *args, name: str | None = None) -> None:
+    """``student`` does not use ``reference``: it does not name it (directly, through an
+    ``nnh`` module or in a helper it names) and, called with ``args`` (if given),
+    does not call it.  For a class, none of its bases is ``reference`` and none of its
+    methods names it."""
+    name = name or getattr(student, "__name__", "answer")
+    message = (f"{name} uses the course's reference implementation "
+               f"{reference.__module__}.{reference.__name__}: that is not an answer")
+    if isinstance(student, type):
+        if isinstance(reference, type) and issubclass(student, reference):
+            raise AssertionError(message)
+        methods = [v for c in student.__mro__ if c.__module__ not in ("builtins",)
+                   and not c.__module__.startswith(("keras", "nnh")) for v in vars(c).values()]
+        if any(_uses_reference(getattr(m, "__func__", m), reference) for m in methods if callable(m)):
+            raise AssertionError(message)
+        return
+    if _uses_reference(student, reference):
+        raise AssertionError(message)
+    if args:
+        try:
+            with _tripwire(reference, name):
+                student(*args)
+        except DelegationError as error:
+            raise AssertionError(f"{error}: that is not an answer") from None
+        except Exception:
+            pass  # other errors are for the other checks to report
+
+
 def check_function(student: Callable, reference: Callable, cases: Iterable[Mapping[str, Any]],
                    *, name: str | None = None) -> None:
     """Call both functions with each case's arguments and compare the results.
@@ -147,16 +242,24 @@ def check_function(student: Callable, reference: Callable, cases: Iterable[Mappi
     parameters left out of a case test the defaults.  Array arguments are
     copied, so a function that modifies its input cannot change the reference.
 
+    The student's function must do its own work: if it names ``reference``
+    (directly or through an ``nnh`` module, also in its helper functions), or
+    calls it while being checked, the check fails.
+
     Returns ``None`` on purpose: nbgrader reads a number left as a test cell's
     last expression as *partial credit*.
     """
     name = name or getattr(student, "__name__", "function")
+    assert_own_work(student, reference, name=name)
     count = 0
     for kwargs in cases:
         call = _call_text(name, kwargs)
         expected = reference(*_copies(kwargs))
         try:
-            got = student(*_copies(kwargs))
+            with _tripwire(reference, name):
+                got = student(*_copies(kwargs))
+        except DelegationError as error:
+            raise AssertionError(f"{error}: that is not an answer") from None
         except Exception as error:  # report which call failed, with the student's error
             raise AssertionError(f"{call} raised {type(error).__name__}: {error}") from error
         assert_close_result(got, expected, call)

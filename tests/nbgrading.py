@@ -20,7 +20,7 @@ import nbformat
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 RELEASE = "exercises"  # nbgrader_config.py: release_directory
-_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n", re.MULTILINE)
+_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*(\n|\Z)", re.MULTILINE)
 
 
 def env() -> dict[str, str]:

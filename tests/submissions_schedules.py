@@ -143,6 +143,11 @@ WRONG = {
         mutate(REFERENCE, "WarmupCosine", 'return {"warmup_steps"', 'return {}\n        {"warmup_steps"'),
         ["test_WarmupCosine_config", "test_WarmupCosine_optimizer"],
     ),
+    "subclasses_the_reference": (
+        {**REFERENCE, "WarmupCosine": "import nnh.schedules\n\n"
+                                      "class WarmupCosine(nnh.schedules.WarmupCosine):\n    pass\n"},
+        ["test_WarmupCosine_values"],
+    ),
 }
 
 # student id → answers that must get full marks

@@ -15,19 +15,23 @@ def reference(step, scale=2.0):
     return float(step) * scale if np.ndim(step) == 0 else np.asarray(step, float) * scale
 
 
+def twin(step, scale=2.0):  # the same function, not the reference object
+    return float(step) * scale if np.ndim(step) == 0 else np.asarray(step, float) * scale
+
+
 @pytest.mark.parametrize("student", [
     reference,
     lambda step, scale=2.0: np.float32(step * scale) if np.ndim(step) == 0 else (np.asarray(step) * scale).astype(np.float32),
     lambda step, scale=2.0: np.array(step * scale),          # 0-d array for a scalar
-    lambda s, k=2.0: reference(s, k),                          # other parameter names
+    lambda s, k=2.0: twin(s, k),                               # other parameter names
 ])
 def test_correct_answers_in_any_form_pass(student):
     check_function(student, reference, [dict(step=3), dict(step=np.arange(4).reshape(2, 2), scale=0.5)])
 
 
 @pytest.mark.parametrize("student, message", [
-    (lambda step, scale=2.0: reference(step, scale) + 1e-3, "expected"),
-    (lambda step, scale=2.0: np.ravel(reference(step, scale)), "shape"),
+    (lambda step, scale=2.0: twin(step, scale) + 1e-3, "expected"),
+    (lambda step, scale=2.0: np.ravel(twin(step, scale)), "shape"),
     (lambda step, scale=2.0: "6.0", "not a number"),
     (lambda step, scale=2.0: 1 / 0, "ZeroDivisionError"),
 ])
@@ -41,7 +45,7 @@ def test_input_arrays_are_copied_so_mutation_cannot_leak():
 
     def mutating(step, scale=2.0):
         step *= 0
-        return reference(step, scale)
+        return twin(step, scale)
 
     with pytest.raises(AssertionError):
         check_function(mutating, reference, [dict(step=steps)])
@@ -139,3 +143,73 @@ def test_assert_binomial_accepts_fair_draws_and_rejects_biased_ones():
             assert_binomial(int((rng.random(n) < p + 0.02).sum()), n, p, "biased")
     assert_binomial(0, 1000, 0.0, "never")
     assert_binomial(1000, 1000, 1.0, "always")
+
+
+def test_delegating_to_the_reference_is_not_an_answer():
+    from nnh import schedules
+
+    cases = [dict(step=3, initial_lr=0.1)]
+    ref = schedules.step_decay
+
+    def own(step, initial_lr, drop=0.5, every=10):
+        return initial_lr * drop ** np.floor(step / every)
+
+    def direct(step, initial_lr, drop=0.5, every=10):
+        return schedules.step_decay(step, initial_lr, drop, every)
+
+    alias = ref
+
+    def aliased(step, initial_lr, drop=0.5, every=10):
+        return alias(step, initial_lr, drop, every)
+
+    def helper(step, initial_lr, drop=0.5, every=10):
+        return direct(step, initial_lr, drop, every)
+
+    def hidden(step, initial_lr, drop=0.5, every=10):  # a name the static check cannot see
+        module = __import__("importlib").import_module("nnh.schedules")
+        try:
+            return getattr(module, "step" + "_decay")(step, initial_lr, drop, every)
+        except Exception:
+            return 0.0
+
+    check_function(own, ref, cases)
+    for cheat in (direct, aliased, helper, hidden):
+        with pytest.raises(AssertionError, match="reference"):
+            check_function(cheat, ref, cases)
+    assert schedules.step_decay is ref, "the reference is restored after the check"
+
+
+def test_assert_own_work_for_exact_results_and_classes():
+    import keras
+
+    from nnh import schedules
+    from nnh.grading import assert_own_work
+
+    def own(step, initial_lr, drop=0.5, every=10):
+        return initial_lr * drop ** (step // every)
+
+    def delegating(*args):
+        return schedules.step_decay(*args)
+
+    assert_own_work(own, schedules.step_decay, 3, 0.1)
+    with pytest.raises(AssertionError, match="not an answer"):
+        assert_own_work(delegating, schedules.step_decay, 3, 0.1)
+
+    class Subclass(schedules.WarmupCosine):
+        pass
+
+    class Wrapper(keras.optimizers.schedules.LearningRateSchedule):
+        def __init__(self, *args):
+            self.inner = schedules.WarmupCosine(*args)
+
+        def __call__(self, step):
+            return self.inner(step)
+
+    class Own(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            return keras.ops.cast(step, "float32")
+
+    assert_own_work(Own, schedules.WarmupCosine)
+    for cheat in (Subclass, Wrapper):
+        with pytest.raises(AssertionError, match="not an answer"):
+            assert_own_work(cheat, schedules.WarmupCosine)

@@ -1,0 +1,113 @@
+"""Grade a class of real submissions of every assignment with the real nbgrader.
+
+The submissions of assignment ``a`` are in ``submissions_<a>.py``: the
+reference, correct answers in another style, and wrong answers that each make
+one plausible mistake.  Each assignment's class is split into two course roots
+so that ``pytest -n 2`` grades them in parallel; each course is graded once, by
+one ``nbgrader autograde`` run, on the xdist worker of its group.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import nbformat
+import pytest
+
+import nbgrading
+
+ASSIGNMENTS = sorted(p.parent.name for p in (nbgrading.REPO / "solutions").glob("*/*.ipynb"))
+N_BATCHES = 2
+
+
+def submissions(assignment: str):
+    return importlib.import_module(f"submissions_{assignment}")
+
+
+def students(assignment: str) -> dict[str, dict[str, str]]:
+    module = submissions(assignment)
+    return {"blank": {}, **module.CORRECT, **{sid: answers for sid, (answers, _) in module.WRONG.items()}}
+
+
+def batches(assignment: str) -> list[list[str]]:
+    names = sorted(students(assignment))
+    return [names[i::N_BATCHES] for i in range(N_BATCHES)]
+
+
+def batch_of(assignment: str, student: str) -> int:
+    return next(i for i, names in enumerate(batches(assignment)) if student in names)
+
+
+_graded: dict[tuple[str, int], dict] = {}
+
+
+def graded(assignment: str, batch: int, tmp_path_factory) -> dict:
+    """Scores of one batch: its own course root, generated, submitted, autograded."""
+    if (assignment, batch) not in _graded:
+        course = nbgrading.make_course(tmp_path_factory.mktemp(f"{assignment}{batch}"), assignment)
+        answers = students(assignment)
+        for student in batches(assignment)[batch]:
+            nbgrading.submit(course, assignment, student, answers[student])
+        nbgrading.nbgrader(course, "autograde", assignment, "--force")
+        _graded[assignment, batch] = nbgrading.scores(course, assignment)
+    return _graded[assignment, batch]
+
+
+def student_scores(assignment: str, student: str, tmp_path_factory) -> dict:
+    scores = graded(assignment, batch_of(assignment, student), tmp_path_factory)
+    assert student in scores, f"{student} was not graded"
+    return scores[student]
+
+
+def _params(kind: str):
+    params = []
+    for assignment in ASSIGNMENTS:
+        module = submissions(assignment)
+        names = {"correct": sorted(module.CORRECT), "blank": ["blank"], "wrong": sorted(module.WRONG)}[kind]
+        for student in names:
+            group = f"grading-{assignment}-{batch_of(assignment, student)}"
+            params.append(pytest.param(assignment, student, id=f"{assignment}-{student}",
+                                       marks=pytest.mark.xdist_group(group)))
+    return params
+
+
+pytestmark = pytest.mark.grading
+
+
+def expected_max(assignment: str) -> float:
+    nb = nbformat.read(nbgrading.REPO / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
+    return float(sum(c.metadata["nbgrader"].get("points", 0) for c in nb.cells
+                     if c.metadata.get("nbgrader", {}).get("grade")))
+
+
+def test_every_assignment_has_a_class():
+    assert ASSIGNMENTS
+    for assignment in ASSIGNMENTS:
+        module = submissions(assignment)
+        assert {"reference", "other_style"} <= set(module.CORRECT)
+        assert len(module.WRONG) >= 5, f"{assignment}: at least five wrong variants"
+
+
+@pytest.mark.parametrize(("assignment", "student"), _params("correct"))
+def test_correct_answers_get_full_marks(assignment, student, tmp_path_factory):
+    scores = student_scores(assignment, student, tmp_path_factory)
+    score, maximum = scores["total"]
+    lost = {k: v for k, v in scores.items() if v[0] < v[1]}
+    assert maximum == expected_max(assignment) > 0
+    assert score == maximum, f"{student} lost points in {lost}"
+
+
+@pytest.mark.parametrize(("assignment", "student"), _params("blank"))
+def test_blank_release_scores_zero(assignment, student, tmp_path_factory):
+    scores = student_scores(assignment, student, tmp_path_factory)
+    assert scores["total"] == (0.0, expected_max(assignment))
+
+
+@pytest.mark.parametrize(("assignment", "student"), _params("wrong"))
+def test_wrong_answer_loses_points(assignment, student, tmp_path_factory):
+    scores = student_scores(assignment, student, tmp_path_factory)
+    score, maximum = scores["total"]
+    assert score < maximum
+    _, must_fail = submissions(assignment).WRONG[student]
+    for cell in must_fail:
+        assert scores[cell][0] < scores[cell][1], f"{student} should lose points in {cell}: {scores[cell]}"
