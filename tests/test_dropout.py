@@ -11,7 +11,6 @@ is far outside these bounds.
 
 from __future__ import annotations
 
-import doctest
 import math
 
 import nnh  # noqa: F401  (configures TensorFlow quietly before Keras is used)
@@ -424,7 +423,8 @@ def test_non_numeric_rate_raises_type_error_naming_rate(rate):
         InvertedDropout(rate)
 
 
-@pytest.mark.parametrize("rng", [None, 0, np.random.RandomState(0), np.random], ids=repr)
+@pytest.mark.parametrize("rng", [None, 0, np.random.RandomState(0), np.random],
+                         ids=["None", "int", "RandomState", "numpy.random module"])
 def test_bad_rng_raises_type_error_naming_rng(rng):
     with pytest.raises(TypeError, match=r"\brng\b"):
         dropout_mask((3,), 0.5, rng)
@@ -478,10 +478,6 @@ def test_mc_errors_name_the_parameter():
 # --- 7. docstring examples and plots ---------------------------------------------------------
 
 
-def test_docstring_examples_run():
-    result = doctest.testmod(dropout_module, extraglobs={"np": np, "keras": keras},
-                             optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted >= 10 and result.failed == 0
 
 
 def test_plots_return_labelled_figures():
