@@ -1,0 +1,226 @@
+"""Tests of :mod:`nnh.metrics` (expected calibration error, reliability curve).
+
+The reference is a brute-force transcription of Guo et al. (2017), eq. 3: a
+plain Python loop over the bins ``(edges[m], edges[m+1]]`` and over the
+examples.  Perfectly calibrated predictions are constructed exactly (each bin's
+accuracy equals its confidence), so their ECE must be 0.
+"""
+
+from __future__ import annotations
+
+import nnh  # noqa: F401
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nnh import metrics
+from nnh.metrics import (
+    accuracy,
+    bin_edges,
+    expected_calibration_error,
+    mean_confidence,
+    reliability_curve,
+)
+
+PROPERTY = settings(max_examples=80, deadline=None)
+
+
+def brute_force_ece(probs, labels, n_bins):
+    """Guo et al. eq. 3, one bin and one example at a time (bin 0 also takes confidence 0)."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    n = len(probs)
+    total = 0.0
+    for m in range(n_bins):
+        lo, hi = edges[m], edges[m + 1]
+        members = []
+        for row, label in zip(probs, labels):
+            confidence = max(row)
+            if lo < confidence <= hi or (m == 0 and confidence == 0):
+                predicted = list(row).index(confidence)  # the first maximum, like argmax
+                members.append((confidence, predicted == label))
+        if members:
+            acc = sum(correct for _, correct in members) / len(members)
+            conf = sum(c for c, _ in members) / len(members)
+            total += len(members) / n * abs(acc - conf)
+    return total
+
+
+@st.composite
+def predictions(draw, max_n=60, max_k=6):
+    n = draw(st.integers(1, max_n))
+    k = draw(st.integers(1, max_k))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    kind = draw(st.sampled_from(["dirichlet", "peaked", "rounded"]))
+    if kind == "dirichlet":
+        probs = rng.dirichlet(np.ones(k) * draw(st.sampled_from([0.1, 1.0, 5.0])), size=n)
+    elif kind == "peaked":  # confidences near 1, as a trained network gives
+        logits = rng.normal(size=(n, k)) * 6
+        probs = np.exp(logits - logits.max(1, keepdims=True))
+        probs /= probs.sum(1, keepdims=True)
+    else:  # confidences on round values, many of them exactly on bin edges
+        probs = rng.dirichlet(np.ones(k), size=n).round(1)
+        probs = np.clip(probs, 0, 1)
+    labels = rng.integers(0, k, size=n)
+    return probs, labels, draw(st.integers(1, 20))
+
+
+@PROPERTY
+@given(predictions())
+def test_ece_matches_the_brute_force_loop(case):
+    probs, labels, n_bins = case
+    expected = brute_force_ece(probs.tolist(), labels.tolist(), n_bins)
+    assert expected_calibration_error(probs, labels, n_bins) == pytest.approx(expected, abs=1e-12)
+
+
+@PROPERTY
+@given(predictions())
+def test_ece_is_in_unit_interval_and_a_python_float(case):
+    probs, labels, n_bins = case
+    before = probs.copy(), labels.copy()
+    ece = expected_calibration_error(probs, labels, n_bins)
+    np.testing.assert_array_equal(probs, before[0])
+    np.testing.assert_array_equal(labels, before[1])
+    assert type(ece) is float
+    assert 0.0 <= ece <= 1.0
+
+
+@PROPERTY
+@given(predictions())
+def test_one_bin_gives_the_gap_between_accuracy_and_mean_confidence(case):
+    probs, labels, _ = case
+    gap = abs(accuracy(probs, labels) - mean_confidence(probs))
+    assert expected_calibration_error(probs, labels, n_bins=1) == pytest.approx(gap, abs=1e-12)
+
+
+@st.composite
+def calibrated(draw):
+    """Predictions whose accuracy equals their confidence exactly in every bin.
+
+    Each group holds m examples predicted with confidence c = r/m for class 0,
+    r of them labelled 0 (right) and m − r labelled 1 (wrong).  With K = 10
+    classes every c >= 0.1 is the maximum of [c, (1−c)/9, …].
+    """
+    k = 10
+    groups = draw(st.lists(st.tuples(st.integers(1, 12), st.integers(1, 12)), min_size=1,
+                           max_size=6))
+    rows, labels = [], []
+    for m, r in groups:
+        r = min(r, m)
+        c = r / m
+        if c < 1 / k:
+            continue
+        row = [c] + [(1 - c) / (k - 1)] * (k - 1)
+        rows += [row] * m
+        labels += [0] * r + [1] * (m - r)
+    if not rows:
+        rows, labels = [[1.0] + [0.0] * (k - 1)], [0]
+    return np.array(rows), np.array(labels)
+
+
+@PROPERTY
+@given(calibrated(), st.integers(1, 20))
+def test_ece_is_zero_for_perfectly_calibrated_predictions(case, n_bins):
+    # groups with different confidences may share a bin; each is calibrated, so
+    # the bin's accuracy is the average of the same confidences: still a zero gap
+    probs, labels = case
+    assert expected_calibration_error(probs, labels, n_bins) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_known_values():
+    # one right at 0.9 (gap 0.1), one wrong at 0.8 (gap 0.8), each weighing 1/2
+    assert expected_calibration_error([[0.9, 0.1], [0.8, 0.2]], [0, 1], 10) == pytest.approx(0.45)
+    # always right with confidence 0.6: under-confident by 0.4
+    assert expected_calibration_error([[0.6, 0.4]] * 5, [0] * 5, 15) == pytest.approx(0.4)
+    # always wrong with confidence 1: ECE is 1, the maximum
+    assert expected_calibration_error([[0.0, 1.0]] * 3, [0] * 3, 15) == pytest.approx(1.0)
+
+
+def test_bins_are_closed_on_the_right():
+    # confidence exactly 0.5 belongs to (0, 0.5], not (0.5, 1]
+    curve = reliability_curve([[0.5, 0.5], [0.75, 0.25]], [0, 0], n_bins=2)
+    np.testing.assert_array_equal(curve.count, [1, 1])
+    np.testing.assert_allclose(curve.confidence, [0.5, 0.75])
+    # 1.0 is in the last bin, and an all-zero row (confidence 0) in the first
+    curve = reliability_curve([[1.0, 0.0], [0.0, 0.0]], [0, 1], n_bins=4)
+    np.testing.assert_array_equal(curve.count, [1, 0, 0, 1])
+
+
+@PROPERTY
+@given(predictions())
+def test_reliability_curve_bins(case):
+    probs, labels, n_bins = case
+    curve = reliability_curve(probs, labels, n_bins)
+    np.testing.assert_allclose(curve.edges, np.linspace(0, 1, n_bins + 1))
+    assert curve.count.sum() == len(probs) and curve.count.dtype.kind == "i"
+    empty = curve.count == 0
+    assert np.all(np.isnan(curve.confidence[empty])) and np.all(np.isnan(curve.accuracy[empty]))
+    filled = ~empty
+    lo, hi = curve.edges[:-1][filled], curve.edges[1:][filled]
+    conf = curve.confidence[filled]
+    assert np.all((conf > lo - 1e-12) | (lo == 0)) and np.all(conf <= hi + 1e-12)
+    assert np.all((curve.accuracy[filled] >= 0) & (curve.accuracy[filled] <= 1))
+    # the ECE is the count-weighted mean gap of the curve
+    weighted = np.sum(curve.count[filled] * np.abs(curve.accuracy[filled] - conf)) / len(probs)
+    assert expected_calibration_error(probs, labels, n_bins) == pytest.approx(weighted, abs=1e-12)
+
+
+def test_mean_confidence_and_accuracy():
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.3, 0.4, 0.3]])
+    assert mean_confidence(probs) == pytest.approx((0.7 + 0.8 + 0.4) / 3)
+    assert accuracy(probs, np.array([0, 2, 0])) == pytest.approx(2 / 3)
+    assert type(mean_confidence(probs)) is float and type(accuracy(probs, [0, 1, 2])) is float
+
+
+def test_bin_edges():
+    np.testing.assert_allclose(bin_edges(4), [0, 0.25, 0.5, 0.75, 1])
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda: expected_calibration_error([[0.6, 0.4]], [0], n_bins=0), "n_bins"),
+        (lambda: expected_calibration_error([[0.6, 0.4]], [0], n_bins=-3), "n_bins"),
+        (lambda: expected_calibration_error([[0.6, 0.4]], [0], n_bins=2.5), "n_bins"),
+        (lambda: reliability_curve([[0.6, 0.4]], [0], n_bins=0), "n_bins"),
+        (lambda: expected_calibration_error([0.6, 0.4], [0, 1]), "probs"),
+        (lambda: expected_calibration_error(np.zeros((2, 2, 2)), [0, 1]), "probs"),
+        (lambda: expected_calibration_error(np.zeros((0, 3)), np.zeros(0, int)), "probs"),
+        (lambda: expected_calibration_error([[1.5, -0.5]], [0]), "probs"),
+        (lambda: expected_calibration_error([[np.nan, 0.5]], [0]), "probs"),
+        (lambda: expected_calibration_error([[0.6, 0.4], [0.5, 0.5]], [0]), "labels"),
+        (lambda: expected_calibration_error([[0.6, 0.4]], [0, 1]), "labels"),
+        (lambda: expected_calibration_error([[0.6, 0.4]], [2]), "labels"),
+        (lambda: expected_calibration_error([[0.6, 0.4]], [-1]), "labels"),
+        (lambda: expected_calibration_error([[0.6, 0.4]], [0.0]), "labels"),
+        (lambda: expected_calibration_error([[0.6, 0.4]], [[0]]), "labels"),
+        (lambda: mean_confidence([0.2, 0.8]), "probs"),
+    ],
+)
+def test_errors_name_the_parameter(call, name):
+    with pytest.raises(ValueError, match=rf"\b{name}\b"):
+        call()
+
+
+def test_module_exports():
+    for name in metrics.__all__:
+        assert hasattr(metrics, name)
+
+
+def test_reliability_diagram_plot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(3), size=50)
+    labels = rng.integers(0, 3, 50)
+    fig = nnh.plots.plot_reliability_diagrams({"a": (probs, labels), "b": (probs, labels)},
+                                               n_bins=5, title="diagrams")
+    assert fig._suptitle.get_text() == "diagrams" and len(fig.axes) == 2
+    ece = expected_calibration_error(probs, labels, 5)
+    assert f"ECE = {ece:.3f}" in fig.axes[0].get_title()
+    assert fig.axes[0].get_xlabel() and fig.axes[0].get_ylabel()
+    plt.close("all")
