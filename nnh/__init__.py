@@ -8,10 +8,32 @@ from nnh._tf import configure_tensorflow as _configure_tensorflow
 
 _configure_tensorflow()
 
-from nnh import data, models, plots, schedules, training  # noqa: E402
+from nnh import (  # noqa: E402
+    augment,
+    data,
+    dropout,
+    metrics,
+    models,
+    plots,
+    regularization,
+    schedules,
+    training,
+)
 from nnh._tf import set_seed  # noqa: E402
 from nnh.plots import plot_cosine_lr  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["data", "models", "plots", "schedules", "training", "set_seed", "plot_cosine_lr"]
+__all__ = [
+    "augment",
+    "data",
+    "dropout",
+    "metrics",
+    "models",
+    "plots",
+    "regularization",
+    "schedules",
+    "training",
+    "set_seed",
+    "plot_cosine_lr",
+]

@@ -67,3 +67,271 @@ def plot_learning_curves(histories: Mapping[str, Mapping[str, Sequence[float]]],
     ax.grid(alpha=0.3)
     ax.legend(ncol=2, fontsize="small")
     return fig
+
+
+# --- data augmentation, mixup and calibration (chapter "augmentation") --------------
+
+
+def plot_image_grid(images: Sequence[np.ndarray], titles: Sequence[str] | None = None, *,
+                    ncols: int | None = None, title: str = "Images", cmap: str | None = None,
+                    panel_size: float = 1.8):
+    """Show images side by side, e.g. an original and its augmented variants.
+
+    Args:
+        images: arrays ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)``; floats in
+            [0, 1] or integers in 0–255.  Single-channel images are drawn with
+            ``cmap`` (default ``"gray_r"``: ink dark on white, as the digits).
+        titles: one caption per image.
+        ncols: images per row (default: all in one row, at most 8).
+        title: the figure's title.
+        panel_size: inches per image.
+    """
+    images = [np.asarray(im) for im in images]
+    n = len(images)
+    ncols = ncols or min(n, 8)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols, panel_size * nrows + 0.5),
+                             layout="constrained", squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if i >= n:
+            continue
+        image = images[i]
+        if image.ndim == 3 and image.shape[-1] == 1:
+            image = image[..., 0]
+        if image.ndim == 2:
+            ax.imshow(image, cmap=cmap or "gray_r", vmin=0, vmax=float(max(1.0, image.max())))
+        else:
+            ax.imshow(np.clip(image, 0, 255 if image.dtype == np.uint8 else 1))
+        if titles is not None:
+            ax.set_title(titles[i], fontsize="small")
+    fig.suptitle(title)
+    return fig
+
+
+def plot_beta_densities(alphas: Sequence[float] = (0.1, 0.2, 0.4, 1.0, 2.0), ymax: float = 4.0):
+    """Density of ``Beta(α, α)`` — the distribution of mixup's weight λ — for several α.
+
+    For ``α < 1`` the density piles up at 0 and 1 (most mixed examples stay
+    close to one of the two originals); ``α = 1`` is uniform; ``α > 1``
+    concentrates around 1/2.  Densities above ``ymax`` are cut off.
+    """
+    from scipy import stats
+
+    lam = np.linspace(1e-3, 1 - 1e-3, 999)
+    fig, ax = plt.subplots(figsize=(7, 3.8), layout="constrained")
+    for alpha in alphas:
+        ax.plot(lam, stats.beta(alpha, alpha).pdf(lam), label=f"α = {alpha:g}")
+    ax.set(title="Beta(α, α) density of the mixup weight λ", xlabel="mixing weight λ",
+           ylabel="probability density p(λ)", xlim=(0, 1), ylim=(0, ymax))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def plot_reliability_diagrams(predictions: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                              n_bins: int = 10, title: str = "Reliability diagrams"):
+    """One reliability diagram per model, side by side.
+
+    ``predictions`` maps a model's name to ``(probs, labels)``: predicted
+    probabilities ``(N, K)`` and true class ids ``(N,)``.  Bars: accuracy of
+    the predictions in each equal-width confidence bin; dots: their mean
+    confidence; the number at the foot of each bar is how many predictions
+    fall in the bin; the diagonal is perfect calibration (bars below it:
+    over-confident, above it: under-confident).  The panel title gives the
+    expected calibration error (:func:`nnh.metrics.expected_calibration_error`).
+    """
+    from nnh import metrics
+
+    fig, axes = plt.subplots(1, len(predictions), figsize=(3.6 * len(predictions), 3.9),
+                             layout="constrained", squeeze=False, sharey=True)
+    for ax, (name, (probs, labels)) in zip(axes.flat, predictions.items()):
+        curve = metrics.reliability_curve(probs, labels, n_bins)
+        ece = metrics.expected_calibration_error(probs, labels, n_bins)
+        centers = (curve.edges[:-1] + curve.edges[1:]) / 2
+        filled = curve.count > 0
+        ax.bar(centers[filled], curve.accuracy[filled], width=1 / n_bins, edgecolor="k",
+               alpha=0.7, label="accuracy in bin")
+        ax.plot(centers[filled], curve.confidence[filled], "o", color="C3", ms=4,
+                label="mean confidence in bin")
+        ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+        for x, count in zip(centers[filled], curve.count[filled]):
+            ax.text(x, 0.02, str(count), ha="center", va="bottom", fontsize="x-small")
+        ax.set(title=f"{name}\nECE = {ece:.3f}", xlabel="confidence (max probability)",
+               xlim=(0, 1), ylim=(0, 1))
+        ax.grid(alpha=0.3)
+    axes.flat[0].set_ylabel("accuracy")
+    axes.flat[0].legend(fontsize="small", loc="upper left")
+    fig.suptitle(title)
+    return fig
+
+
+# --- dropout (chapter "dropout") ------------------------------------------------------
+
+
+def plot_dropout_masks(masks: Mapping[str, np.ndarray], title: str = "Dropout masks"):
+    """Sampled keep-masks as images: one panel per mask, rows = examples, columns = units.
+
+    ``masks`` maps a label (e.g. ``"rate 0.5"``) to a boolean array
+    ``(n_examples, n_units)`` such as :func:`nnh.dropout.dropout_mask` returns.
+    Kept units are light, dropped units dark; each row is the sub-network that
+    one training example trains.  The panel title gives the fraction kept.
+    """
+    fig, axes = plt.subplots(1, len(masks), figsize=(4.2 * len(masks), 3.4),
+                             layout="constrained", squeeze=False)
+    for ax, (label, mask) in zip(axes.flat, masks.items()):
+        mask = np.asarray(mask, dtype=bool)
+        ax.imshow(mask, cmap="gray", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+        ax.set(title=f"{label}: {mask.mean():.0%} of units kept",
+               xlabel="hidden unit (index)", ylabel="training example (index)")
+    fig.suptitle(title)
+    return fig
+
+
+def plot_mc_dropout(probs: np.ndarray, indices: Sequence[int], labels: Sequence[int] | None = None,
+                    reference: np.ndarray | None = None,
+                    title: str = "Monte-Carlo dropout: predictions of T stochastic passes"):
+    """Spread of Monte-Carlo dropout predictions for a few examples, one panel each.
+
+    Args:
+        probs: ``(T, N, K)`` class probabilities of ``T`` passes with dropout
+            on (:func:`nnh.dropout.mc_dropout_predict`).
+        indices: the examples to show (one panel each).
+        labels: true classes ``(N,)``, shown in the panel titles.
+        reference: ``(N, K)`` deterministic probabilities (dropout off), drawn
+            as crosses.
+
+    Dots are the ``T`` passes (jittered sideways), bars their mean, whiskers
+    ± one standard deviation.
+    """
+    probs = np.asarray(probs)
+    n_passes, _, n_classes = probs.shape
+    fig, axes = plt.subplots(1, len(indices), figsize=(3.3 * len(indices), 3.5),
+                             layout="constrained", squeeze=False, sharey=True)
+    jitter = np.random.default_rng(0).uniform(-0.25, 0.25, size=n_passes)
+    classes = np.arange(n_classes)
+    for ax, n in zip(axes.flat, indices):
+        p = probs[:, n, :]
+        ax.bar(classes, p.mean(axis=0), yerr=p.std(axis=0), color="C0", alpha=0.5,
+               capsize=2, label=f"mean ± std of {n_passes} passes")
+        ax.plot(classes[None, :] + jitter[:, None], p, ".", color="C0", ms=2.5, alpha=0.6)
+        if reference is not None:
+            ax.plot(classes, np.asarray(reference)[n], "x", color="C3", ms=6,
+                    label="dropout off (deterministic)")
+        caption = f"test example {n}" + (f", label {labels[n]}" if labels is not None else "")
+        ax.set(title=caption, xlabel="class", xticks=classes, ylim=(0, 1.05))
+        ax.grid(alpha=0.3, axis="y")
+    axes.flat[0].set_ylabel("predicted probability")
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=2, fontsize="small")
+    fig.suptitle(title)
+    return fig
+
+
+# --- weight penalties (chapter "regularization") --------------------------------------
+
+
+def plot_lines(x: Sequence[float], curves: Mapping[str, Sequence[float]], *, title: str,
+               xlabel: str, ylabel: str, styles: Mapping[str, str] | None = None):
+    """One line per named curve over a shared ``x`` (e.g. a function of a parameter).
+
+    ``curves`` maps a label to ``y`` values of the same length as ``x``;
+    ``styles`` optionally maps a label to a matplotlib format string (``"--"``).
+    """
+    fig, ax = plt.subplots(figsize=(6, 3.8), layout="constrained")
+    for label, y in curves.items():
+        ax.plot(x, y, (styles or {}).get(label, "-"), label=label)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.axvline(0, color="0.6", lw=0.8)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def plot_weight_histograms(weights_by_name: Mapping[str, object], *, bins: int = 81,
+                           limit: float | None = None, tol: float | None = None,
+                           magnitude: bool = False, smallest: float = 1e-6,
+                           log_count: bool = True,
+                           title: str = "Distribution of the trained weights"):
+    """Histogram of all weights of each model, one panel per model, on shared bins.
+
+    Args:
+        weights_by_name: label → one array or a list of arrays (e.g.
+            :func:`nnh.regularization.kernels` of a trained model); all
+            entries are pooled.
+        bins: number of bins.
+        limit: largest ``|w|`` shown (default: the largest ``|w|`` of all
+            models); larger values are counted in the outermost bin.
+        tol: if given, shade ``|w| <= tol`` and print the fraction of such
+            weights in each panel's legend.
+        magnitude: ``False``: histogram of the values ``w`` on
+            ``[-limit, limit]`` (an odd ``bins`` puts one bin centred on 0).
+            ``True``: histogram of ``|w|`` on log-spaced bins from
+            ``smallest`` to ``limit`` with a log x-axis, which resolves
+            near-zero weights; ``|w| < smallest`` (exact zeros included) is
+            counted in the first bin.
+        log_count: logarithmic count axis.
+    """
+    from nnh import regularization
+
+    pooled = {name: np.concatenate([np.ravel(a) for a in regularization._arrays(w)])
+              for name, w in weights_by_name.items()}
+    if limit is None:
+        limit = max(float(np.max(np.abs(v))) for v in pooled.values() if v.size)
+    if magnitude:
+        edges = np.geomspace(smallest, limit, bins + 1)
+    else:
+        edges = np.linspace(-limit, limit, bins + 1)
+    fig, axes = plt.subplots(1, len(pooled), figsize=(3.6 * len(pooled), 3.4),
+                             layout="constrained", squeeze=False, sharex=True, sharey=True)
+    for i, (ax, (name, values)) in enumerate(zip(axes.flat, pooled.items())):
+        shown = np.clip(np.abs(values), smallest, limit) if magnitude else np.clip(values, -limit, limit)
+        ax.hist(shown, bins=edges, color=f"C{i}", alpha=0.8, label=f"{values.size:,} weights")
+        if tol is not None:
+            fraction = float(np.mean(np.abs(values) <= tol))
+            low = smallest if magnitude else -tol
+            ax.axvspan(low, tol, color="0.3", alpha=0.15, label=f"|w| ≤ {tol:g}: {fraction:.1%}")
+        ax.set(title=name, xlabel="|w| (log scale)" if magnitude else "weight value w")
+        if magnitude:
+            ax.set_xscale("log")
+        if log_count:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", loc="upper left" if magnitude else "upper right")
+    axes.flat[0].set_ylabel("count (weights per bin)")
+    fig.suptitle(title)
+    return fig
+
+
+def plot_sweep(values: Sequence[float], scores: Sequence[float], *, best: str | None = None,
+               baseline: float | None = None, baseline_label: str = "baseline",
+               xlabel: str = "hyper-parameter", ylabel: str = "score",
+               title: str = "Hyper-parameter sweep", log_x: bool = True):
+    """A score as a function of a hyper-parameter (log x-axis by default).
+
+    Args:
+        values: the hyper-parameter values (> 0 for a log axis).
+        scores: the score of each value.
+        best: ``"max"`` or ``"min"`` marks (star) and labels the best value;
+            ``None`` marks nothing.  Ties go to the first (smallest) value.
+        baseline: score of a reference run (e.g. no penalty), drawn as a
+            dashed horizontal line labelled ``baseline_label``.
+    """
+    if best not in (None, "max", "min"):
+        raise ValueError(f"best must be 'max', 'min' or None, got {best!r}")
+    values, scores = np.asarray(values, dtype=float), np.asarray(scores, dtype=float)
+    fig, ax = plt.subplots(figsize=(6.5, 3.8), layout="constrained")
+    ax.plot(values, scores, "o-", label=ylabel)
+    if baseline is not None:
+        ax.axhline(baseline, color="0.4", ls="--", label=baseline_label)
+    if best is not None:
+        i = int(np.argmax(scores) if best == "max" else np.argmin(scores))
+        ax.plot(values[i], scores[i], "*", color="C3", ms=16,
+                label=f"best: {xlabel} = {values[i]:g} ({scores[i]:.3g})")
+    if log_x:
+        ax.set_xscale("log")
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
+    return fig

@@ -31,8 +31,8 @@ class LearningRateLogger(keras.callbacks.Callback):
         self.rates: list[float] = []
 
     def on_train_batch_begin(self, batch, logs=None):
-        rate = self.model.optimizer.learning_rate
-        self.rates.append(float(keras.ops.convert_to_numpy(rate)))
+        rate = self.model.optimizer.learning_rate  # a Variable, or a tensor for a schedule
+        self.rates.append(float(rate.numpy()))
 
 
 @dataclass
@@ -78,34 +78,43 @@ def fit(
         learning rate of every batch, the final test accuracy and the
         wall-clock time of training plus evaluation.
     """
-    if optimizer == "sgd":
-        make_optimizer = lambda: keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum)
-    elif optimizer == "adam":
-        make_optimizer = lambda: keras.optimizers.Adam(learning_rate=learning_rate)
-    else:
-        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
     set_seed(seed)
     model = build_model()
     model.compile(
-        optimizer=make_optimizer(),
+        optimizer=make_optimizer(optimizer, learning_rate, momentum),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
+    return train_and_evaluate(
+        model,
+        {"x": data.x_train, "y": data.y_train, "batch_size": batch_size,
+         "validation_data": (data.x_test, data.y_test) if test_every_epoch else None},
+        (data.x_test, data.y_test),
+        epochs=epochs,
+        test_every_epoch=test_every_epoch,
+    )
+
+
+def make_optimizer(name: str, learning_rate, momentum: float = 0.9) -> keras.optimizers.Optimizer:
+    """``"sgd"`` (SGD with ``momentum``) or ``"adam"``, with ``learning_rate`` (a float or a schedule)."""
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum)
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=learning_rate)
+    raise ValueError(f"optimizer must be 'sgd' or 'adam', got {name!r}")
+
+
+def train_and_evaluate(model: keras.Model, fit_inputs: dict, test: tuple, *, epochs: int,
+                       callbacks: list | None = None, test_every_epoch: bool = False) -> RunResult:
+    """``model.fit(**fit_inputs)`` for ``epochs`` with a :class:`LearningRateLogger`, then the
+    test accuracy: the last ``val_accuracy`` if ``test_every_epoch``, else ``model.evaluate(*test)``."""
     logger = LearningRateLogger()
     start = time.perf_counter()
-    history = model.fit(
-        data.x_train,
-        data.y_train,
-        validation_data=(data.x_test, data.y_test) if test_every_epoch else None,
-        epochs=epochs,
-        batch_size=batch_size,
-        callbacks=[logger],
-        verbose=0,
-    )
+    history = model.fit(**fit_inputs, epochs=epochs, callbacks=[logger, *(callbacks or [])], verbose=0)
     if test_every_epoch:
         test_accuracy = history.history["val_accuracy"][-1]
     else:
-        _, test_accuracy = model.evaluate(data.x_test, data.y_test, batch_size=256, verbose=0)
+        _, test_accuracy = model.evaluate(*test, batch_size=256, verbose=0)
     seconds = time.perf_counter() - start
     return RunResult(
         history={k: [float(v) for v in vs] for k, vs in history.history.items()},

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 
 import numpy as np
 import pytest
@@ -76,10 +75,6 @@ def test_checks_return_none_so_nbgrader_never_reads_partial_credit():
     assert assert_close_result(1.0, 1.0, "f()") is None
 
 
-@pytest.mark.parametrize("module", [nnh.schedules, nnh.training, nnh.grading, nnh.data])
-def test_docstring_examples_run(module):
-    failures, _ = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert failures == 0
 
 
 def test_list_results_are_compared_item_by_item():

@@ -53,3 +53,17 @@ def test_release_has_no_solutions_or_hidden_tests(assignment):
         assert marker not in text
     nb = json.loads(text)
     assert all(not cell.get("outputs") for cell in nb["cells"] if cell["cell_type"] == "code")
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS + SOLUTIONS, ids=lambda p: str(p.relative_to(REPO)))
+def test_nbval_markers_are_recognised(notebook):
+    """nbval reads a marker only when the comment is the marker alone
+    (``# NBVAL_IGNORE_OUTPUT: why`` is silently ignored): the reason goes on the next line."""
+    from nbval.plugin import comment_markers
+
+    nb = json.loads(notebook.read_text())
+    for index, cell in enumerate(nb["cells"]):
+        for line in "".join(cell["source"]).splitlines():
+            comment = line.strip().lstrip("#").strip()
+            if line.strip().startswith("#") and comment.startswith("NBVAL"):
+                assert comment in comment_markers, f"cell {index}: {line.strip()!r} is not an nbval marker"
