@@ -18,7 +18,15 @@ JB_BUILD := $(BIN)/jupyter-book build . -n -W --keep-going
 ASSIGNMENTS := $(notdir $(wildcard solutions/*))
 NOTEBOOKS := $(wildcard book/*.ipynb) $(foreach a,$(ASSIGNMENTS),solutions/$(a)/$(a).ipynb)
 
-.PHONY: install book test exercises notebooks bench constraints clean
+.PHONY: install book test exercises notebooks bench constraints clean vendor system-deps
+
+# Browser-side assets, vendored from npm (no CDN at run time): MathJax is served
+# from the built site (book/_static/vendor/, git-ignored; _config.yml mathjax_path),
+# axe-core is injected by tests/test_browser.py for the accessibility check.
+MATHJAX_VERSION := 3.2.2
+AXE_VERSION     := 4.11.0
+VENDOR          := _vendor/.installed-mathjax-$(MATHJAX_VERSION)-axe-$(AXE_VERSION)
+CHROMIUM        ?= /usr/bin/chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,21 +39,47 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+## make vendor: fetch MathJax and axe-core from npm into _vendor/ and the book's static files
+$(VENDOR):
+	@command -v npm >/dev/null || $(MAKE) --no-print-directory system-deps
+	rm -rf _vendor book/_static/vendor
+	mkdir -p _vendor book/_static/vendor/mathjax
+	npm install --silent --no-audit --no-fund --prefix _vendor mathjax@$(MATHJAX_VERSION) axe-core@$(AXE_VERSION)
+	cp _vendor/node_modules/mathjax/es5/tex-chtml.js _vendor/node_modules/mathjax/LICENSE book/_static/vendor/mathjax/
+	cd _vendor/node_modules/mathjax/es5 && cp -r a11y adaptors input output sre ui $(CURDIR)/book/_static/vendor/mathjax/
+	touch $@
+
+vendor: $(VENDOR)
+
+## make system-deps: Debian's chromium (headless browser tests) and npm; installs them as root (CI)
+system-deps:
+	@missing=""; [ -x $(CHROMIUM) ] || missing="chromium"; command -v npm >/dev/null || missing="$$missing npm"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "apt-get install -y $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else \
+	  echo "error: the browser tests need chromium ($(CHROMIUM)) and npm; missing: $$missing. Install them (Debian: sudo apt-get install -y $$missing) or set CHROMIUM=/path/to/chromium" >&2; \
+	  exit 1; \
+	fi
+
 ## make book: install, then build the executed HTML book into _build/html/
-book: $(STAMP)
+book: $(STAMP) $(VENDOR)
 	$(JB_BUILD)
 	@echo "Book: file://$(CURDIR)/_build/html/index.html"
 
 ## make test: install, then every test (library, notebooks, grading, book build)
-test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+test: $(STAMP) $(VENDOR) system-deps
+	CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -n 2 --dist loadgroup
 
 ## make exercises: regenerate exercises/ (nbgrader release) from solutions/ (source)
 exercises: $(STAMP)
 	@for a in $(ASSIGNMENTS); do $(BIN)/nbgrader generate_assignment $$a --force || exit 1; done
 
-## make notebooks: re-execute chapters and reference solutions, storing outputs for nbval
+## make notebooks: (re)insert the Colab install cell (nnh/colab.py), re-execute chapters and
+## reference solutions, storing outputs for nbval; then `make exercises` to release them
 notebooks: $(STAMP)
+	$(BIN)/python -m nnh.colab $(NOTEBOOKS)
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 	  --ExecutePreprocessor.record_timing=False --ExecutePreprocessor.timeout=600 $(NOTEBOOKS)
 	$(BIN)/python -c "import sys, nbformat; [nbformat.write(nb, p) for p in sys.argv[1:] \

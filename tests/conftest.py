@@ -7,3 +7,63 @@ for _key, _value in {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0",
     os.environ.setdefault(_key, _value)
 
 import nnh  # noqa: E402,F401  (configures and imports TensorFlow once per worker)
+
+
+import contextlib  # noqa: E402
+import fcntl  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+MATHJAX = REPO / "book" / "_static" / "vendor" / "mathjax" / "tex-chtml.js"
+
+
+@contextlib.contextmanager
+def once_per_run(name: str):
+    """Run a block once per test run, even when several xdist workers ask for it.
+
+    Yields the path of a stamp file: a worker that finds it existing must not
+    redo the work (another worker of this run did it, under the same lock);
+    otherwise it does the work and creates the stamp. Workers of one run share
+    ``PYTEST_XDIST_TESTRUNUID``; stamps of earlier runs are removed.
+    """
+    folder = REPO / "_build"
+    folder.mkdir(exist_ok=True)
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", f"pid{os.getpid()}")
+    with open(folder / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            for old in folder.glob(f".{name}-*"):
+                if old.name != f".{name}-{run}":
+                    old.unlink(missing_ok=True)
+            yield folder / f".{name}-{run}"
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@pytest.fixture(scope="session")
+def built():
+    """The book built once per run (`make book`'s command) → its `_build/html` folder.
+
+    Shared by tests/test_book.py and tests/test_browser.py (xdist group "book").
+    The build runs under a lock, once per run: xdist 3.8's loadgroup does not
+    group tests under pytest 9.2 (it sets ``item._nodeid``, which pytest 9.2 no
+    longer reads), so tests of the group can land on both workers.
+    """
+    assert MATHJAX.exists(), f"{MATHJAX} is missing: run `make vendor` (a prerequisite of `make test`)"
+    with once_per_run("book-built") as stamp:
+        if not stamp.exists():
+            bin_dir = Path(sys.executable).parent
+            env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+                       TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0")
+            result = subprocess.run(
+                [str(bin_dir / "jupyter-book"), "build", ".", "-n", "-W", "--keep-going"],
+                cwd=REPO, env=env, capture_output=True, text=True, timeout=1800,
+            )
+            assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-4000:]
+            assert "warning" not in result.stderr.lower(), result.stderr[-4000:]
+            stamp.touch()
+    return REPO / "_build" / "html"
