@@ -64,6 +64,11 @@ def built():
                 cwd=REPO, env=env, capture_output=True, text=True, timeout=1800,
             )
             assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-4000:]
-            assert "warning" not in result.stderr.lower(), result.stderr[-4000:]
+            # -W already fails the build on a Sphinx warning; this also catches
+            # warnings printed outside Sphinx's logger.  The kernel launcher's
+            # notice about its local TCP transport is not about the book.
+            warnings = [line for line in result.stderr.splitlines() if "warning" in line.lower()
+                        and not line.startswith("[IPKernelApp] WARNING | Kernel is running over TCP")]
+            assert not warnings, "\n".join(warnings[-40:])
             stamp.touch()
     return REPO / "_build" / "html"
