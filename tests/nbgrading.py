@@ -1,4 +1,5 @@
-"""Helpers to run the real nbgrader on real notebooks, in nbgrader's own test style.
+"""Helpers to run the real nbgrader on real notebooks, in nbgrader's own test style,
+and the book's table of contents shared by the book, browser and workflow tests.
 
 A test builds a temporary course root (this repository's ``nbgrader_config.py``
 and one assignment's source), runs ``nbgrader generate_assignment``, writes
@@ -21,6 +22,17 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 RELEASE = "exercises"  # nbgrader_config.py: release_directory
 _MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*(\n|\Z)", re.MULTILINE)
+
+
+def toc_files() -> list[str]:
+    """Every page of the book, in ``_toc.yml`` order (paths without suffix)."""
+    import yaml
+
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [chapter["file"] for chapter in part["chapters"]]
+    return files
 
 
 def env() -> dict[str, str]:

@@ -5,19 +5,13 @@ from __future__ import annotations
 import re
 
 import pytest
-import yaml
 
 import nbgrading
 
 REPO = nbgrading.REPO
 
 
-def toc_files() -> list[str]:
-    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
-    files = [toc["root"]]
-    for part in toc.get("parts", []):
-        files += [chapter["file"] for chapter in part["chapters"]]
-    return files
+toc_files = nbgrading.toc_files
 
 
 # The `built` fixture (the book built once per run) is in tests/conftest.py.

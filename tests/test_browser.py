@@ -32,6 +32,8 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+
+import nbgrading
 import yaml
 from conftest import once_per_run
 
@@ -48,12 +50,7 @@ WIDTH = 1280
 pytestmark = [pytest.mark.book, pytest.mark.xdist_group("book")]
 
 
-def toc_files() -> list[str]:
-    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
-    files = [toc["root"]]
-    for part in toc.get("parts", []):
-        files += [chapter["file"] for chapter in part["chapters"]]
-    return files
+toc_files = nbgrading.toc_files
 
 
 PAGES = toc_files()

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
+
+import nbgrading
 import yaml
 
 from nnh import colab
@@ -20,12 +22,7 @@ URL, BRANCH = colab.repository(REPO / "_config.yml")
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.y*ml"))
 
 
-def toc_files() -> list[str]:
-    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
-    files = [toc["root"]]
-    for part in toc.get("parts", []):
-        files += [chapter["file"] for chapter in part["chapters"]]
-    return files
+toc_files = nbgrading.toc_files
 
 
 TOC_NOTEBOOKS = [f"{p}.ipynb" for p in toc_files() if (REPO / f"{p}.ipynb").exists()]
