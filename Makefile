@@ -85,9 +85,10 @@ notebooks: $(STAMP)
 	$(BIN)/python -c "import sys, nbformat; [nbformat.write(nb, p) for p in sys.argv[1:] \
 	  for nb in [nbformat.read(p, 4)] if [c.metadata.pop('execution', None) for c in nb.cells] or True]" $(NOTEBOOKS)
 
-## make bench: time the cold and cached book builds and each chapter's execution
+## make bench: time the cold and cached book builds, each chapter, and grading (bench/results.json)
 bench: $(STAMP)
 	$(BIN)/python bench/book.py
+	$(BIN)/python bench/grading.py
 
 ## make constraints: re-pin every dependency after a change to pyproject.toml
 constraints: $(BIN)/python

@@ -30,3 +30,7 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 c.Execute.timeout = 120          # seconds per cell
 c.Execute.startup_timeout = 120  # seconds to start the kernel (TensorFlow import)
 c.Execute.interrupt_on_timeout = True
+
+# Test cells a student deleted are put back from the source before grading
+# (edited ones are always restored), so a missing test cannot score nothing.
+c.OverwriteCells.add_missing_cells = True

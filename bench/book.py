@@ -8,7 +8,6 @@ reader's own _build/ and its cache are left alone.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -16,6 +15,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from results import save
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -55,9 +56,8 @@ def main() -> None:
     print(f"cached rebuild, no change:    {cached:7.1f} s  ({cached / cold:.1%} of cold)")
     for name, seconds in results["chapter_execution_s"].items():
         print(f"  execute {name:32} {seconds:6.1f} s")
-    out = REPO / "bench" / "results.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out.relative_to(REPO)}")
+    out = save("book", results)
+    print(f"wrote {out.relative_to(REPO)} (key 'book')")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,114 @@
+"""Time grading one class three ways and write the figures into bench/results.json.
+
+The same N submissions of an assignment (the reference, other correct styles,
+blank and wrong answers of ``tests/submissions_<assignment>.py``, repeated
+under new student ids up to N) are graded
+
+1. by serial ``nbgrader autograde`` (one student after the other),
+2. by ``nnh grade --jobs J`` (J students at a time),
+
+and, as the floor, the graded notebooks (hidden tests included) are executed
+one by one with a bare ``jupyter nbconvert --execute``.  Prints the speed-up of
+``nnh grade`` over serial nbgrader and the cost per submission of each, and
+merges the figures into ``bench/results.json`` under ``"grading"`` (``bench/book.py``
+writes other keys of the same file).
+
+    python bench/grading.py [--assignment regularization] [--n 20] [--jobs 2]
+
+Targets on 2 cores: speed-up >= 1.8; ``nnh grade``'s cost per submission
+(``jobs * wall / N``) <= 1.3 x the bare execution.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+import nbgrading  # noqa: E402  (tests/ helpers: a temporary course root with the real nbgrader)
+from results import save  # noqa: E402  (bench/results.py, next to this script)
+
+BIN = Path(sys.executable).parent
+
+
+def the_class(assignment: str, n: int) -> dict[str, dict[str, str]]:
+    module = importlib.import_module(f"submissions_{assignment}")
+    pool = [("reference", module.REFERENCE), *module.CORRECT.items(), ("blank", {}),
+            *((name, answers) for name, (answers, _) in module.WRONG.items())]
+    return {f"s{i:03d}_{pool[i % len(pool)][0]}": pool[i % len(pool)][1] for i in range(n)}
+
+
+def make(root: Path, assignment: str, students: dict) -> Path:
+    course = nbgrading.make_course(root, assignment)
+    for student, answers in students.items():
+        nbgrading.submit(course, assignment, student, answers)
+    return course
+
+
+def timed(command: list[str], cwd: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, cwd=cwd, env=nbgrading.env(), check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--assignment", default="regularization")
+    parser.add_argument("--n", type=int, default=20)
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+    students = the_class(args.assignment, args.n)
+    with tempfile.TemporaryDirectory(prefix="nnh-bench-") as tmp:
+        tmp = Path(tmp)
+        serial_course = make(tmp / "serial", args.assignment, students)
+        serial = timed([str(BIN / "nbgrader"), "autograde", args.assignment, "--force"], serial_course)
+        parallel_course = make(tmp / "parallel", args.assignment, students)
+        parallel = timed([str(BIN / "nnh"), "grade", args.assignment, "--jobs", str(args.jobs), "--force"],
+                         parallel_course)
+        same = nbgrading.scores(serial_course, args.assignment) == nbgrading.scores(parallel_course, args.assignment)
+        bare_dir = tmp / "bare"
+        bare_dir.mkdir()
+        bare = 0.0
+        for student in students:
+            graded = nbgrading.notebook_path(serial_course, "autograded", args.assignment, student)
+            copy = bare_dir / f"{student}.ipynb"
+            shutil.copy(graded, copy)
+            bare += timed([str(BIN / "jupyter"), "nbconvert", "--to", "notebook", "--execute", "--inplace",
+                           "--ExecutePreprocessor.allow_errors=True", "--ExecutePreprocessor.timeout=600",
+                           str(copy)], bare_dir)
+    n = len(students)
+    results = {
+        "assignment": args.assignment, "submissions": n, "jobs": args.jobs, "cpus": os.cpu_count(),
+        "serial_nbgrader_s": round(serial, 1), "nnh_grade_s": round(parallel, 1),
+        "speedup": round(serial / parallel, 2),
+        "per_submission_bare_execute_s": round(bare / n, 2),
+        "per_submission_serial_nbgrader_s": round(serial / n, 2),
+        "per_submission_nnh_grade_s": round(parallel * args.jobs / n, 2),
+        "nnh_grade_cost_over_bare": round(parallel * args.jobs / bare, 2),
+        "serial_nbgrader_cost_over_bare": round(serial / bare, 2),
+        "same_scores_as_nbgrader": same,
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+    }
+    print(f"{n} submissions of {args.assignment!r}, {os.cpu_count()} CPUs")
+    print(f"serial nbgrader autograde: {serial:7.1f} s  ({serial / n:5.2f} s per submission)")
+    print(f"nnh grade --jobs {args.jobs}:        {parallel:7.1f} s  (speed-up {serial / parallel:.2f}x)")
+    print(f"bare nbconvert --execute:  {bare:7.1f} s  ({bare / n:5.2f} s per submission)")
+    print(f"cost per submission over bare execution: nnh grade {parallel * args.jobs / bare:.2f}x, "
+          f"serial nbgrader {serial / bare:.2f}x")
+    print(f"same per-cell scores as serial nbgrader: {same}")
+    out = save("grading", results)
+    print(f"wrote {out.relative_to(REPO)} (key 'grading')")
+
+
+if __name__ == "__main__":
+    main()

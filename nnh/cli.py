@@ -1,0 +1,31 @@
+"""The ``nnh`` command: ``nnh grade ASSIGNMENT ...`` (see :mod:`nnh.grade`).
+
+Subcommands are registered in :data:`COMMANDS` (name → (module, help)); a later
+``ablation`` subcommand adds one line there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "grade": ("nnh.grade", "grade a class's submissions with nbgrader, in parallel"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="nnh", description="Tools of the nnh course.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    if not argv or argv[0] in {"-h", "--help"} or argv[0] not in COMMANDS:
+        parser.parse_args(argv)  # prints help or the error, exits
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    return module.main(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,567 @@
+"""``nnh grade``: grade a whole class with nbgrader, in parallel, robustly.
+
+Built on top of nbgrader, not instead of it: every student is autograded by
+nbgrader's own ``Autograde`` converter and gets nbgrader's own HTML feedback
+(see :mod:`nnh._sandbox`), each in its own process, in a throw-away course
+directory with its own copy of the gradebook (holding only the assignment),
+with a confined kernel.  This process is the single writer of the course: it
+merges each student's grades into the course gradebook (any ``db_url``
+nbgrader accepts) and writes ``autograded/`` and ``feedback/`` exactly where
+nbgrader would, so ``nbgrader export``, formgrader and manual grading keep
+working.
+
+Usage (in the course root)::
+
+    nnh grade ASSIGNMENT [--jobs N] [--scheduler ADDRESS] [--timeout SECONDS]
+                         [--memory MB] [--csv PATH] [--force] [--student ID ...]
+
+Statuses (CSV column ``status``):
+
+``ok``           graded normally (wrong answers and errors in the student's own
+                 cells are just lost points)
+``timeout``      a cell hit the per-cell limit, or the notebook the per-student limit
+``kernel_died``  the kernel exited or crashed; the cells before it keep their points
+``memory``       the student's code exceeded the memory cap
+``tampered``     the student's cells change what the tests rely on: the tests after
+                 the first such cell score zero
+``error``        nothing gradable: empty folder, invalid notebook, grader failure
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import functools
+import hashlib
+import html
+import json
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+STATUSES = ("ok", "timeout", "kernel_died", "memory", "tampered", "error")
+STATUS_TEXT = {
+    "ok": "graded normally",
+    "timeout": "a cell or the whole notebook ran longer than the time limit",
+    "kernel_died": "the Python kernel died (os._exit, a crash, or a resource limit); later cells were not run",
+    "memory": "the notebook used more memory than allowed",
+    "tampered": "your code changes what the tests rely on (modules, builtins, the test helpers); "
+                "the tests that ran after it score zero",
+    "error": "the submission could not be graded",
+}
+DEFAULT_TIMEOUT = 600
+DEFAULT_MEMORY = 4096  # MB of address space: TensorFlow reserves far more than it uses; 2 GB aborts at import
+CSV_FIELDS = ["student_id", "assignment", "score", "max_score", "status"]
+_SANDBOX = str(Path(__file__).resolve().with_name("_sandbox.py"))
+
+
+class GradeError(RuntimeError):
+    """A problem with the course or the command line (not with a student)."""
+
+
+# --------------------------------------------------------------------------- the course
+
+
+@dataclass
+class Course:
+    root: Path
+    config_text: str
+    coursedir: object  # nbgrader.coursedir.CourseDirectory
+
+    @property
+    def db_url(self) -> str:
+        return self.coursedir.db_url
+
+    @property
+    def course_id(self) -> str:
+        return self.coursedir.course_id
+
+    def path(self, step: str, student: str, assignment: str) -> Path:
+        return Path(self.coursedir.format_path(getattr(self.coursedir, f"{step}_directory"), student, assignment))
+
+
+def load_course(root: str | os.PathLike = ".") -> Course:
+    """The course in ``root``, configured by its ``nbgrader_config.py`` as nbgrader would."""
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+
+    root = Path(root).resolve()
+    config_file = root / "nbgrader_config.py"
+    text = config_file.read_text() if config_file.exists() else ""
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config() if text else Config()
+    if not config.CourseDirectory.get("root"):
+        config.CourseDirectory.root = str(root)
+    return Course(root=root, config_text=text, coursedir=CourseDirectory(config=config))
+
+
+def template_gradebook(course: Course, assignment: str) -> bytes:
+    """An sqlite gradebook holding only ``assignment`` (notebooks and cells, no
+    students): copied from the course gradebook with nbgrader's API, so the course
+    may use any database nbgrader accepts."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with tempfile.TemporaryDirectory(prefix="nnh-template-") as tmp:
+        path = os.path.join(tmp, "gradebook.db")
+        with Gradebook(course.db_url, course.course_id) as src, Gradebook(f"sqlite:///{path}", course.course_id) as dst:
+            try:
+                source = src.find_assignment(assignment)
+            except MissingEntry:
+                raise GradeError(f"assignment {assignment!r} is not in the gradebook {course.db_url}: "
+                                 f"run `nbgrader generate_assignment {assignment}` first") from None
+            dst.update_or_create_assignment(assignment, duedate=source.duedate)
+            for notebook in source.notebooks:
+                dst.update_or_create_notebook(notebook.name, assignment, kernelspec=notebook.kernelspec)
+                for cell in notebook.source_cells:
+                    dst.update_or_create_source_cell(cell.name, notebook.name, assignment, cell_type=cell.cell_type,
+                                                     locked=cell.locked, source=cell.source, checksum=cell.checksum)
+                for cell in notebook.grade_cells:
+                    dst.update_or_create_grade_cell(cell.name, notebook.name, assignment,
+                                                    max_score=cell.max_score, cell_type=cell.cell_type)
+                for cell in notebook.solution_cells:
+                    dst.update_or_create_solution_cell(cell.name, notebook.name, assignment)
+                for cell in notebook.task_cells:
+                    dst.update_or_create_task_cell(cell.name, notebook.name, assignment,
+                                                   max_score=cell.max_score, cell_type=cell.cell_type)
+        return Path(path).read_bytes()
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    if not directory.is_dir():
+        return {}
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*"))
+            if p.is_file() and ".ipynb_checkpoints" not in p.parts}
+
+
+def find_students(course: Course, assignment: str) -> list[str]:
+    pattern = course.path("submitted", "*", assignment)
+    root = Path(course.coursedir.format_path(course.coursedir.submitted_directory, ".", ".")).resolve()
+    students = []
+    for path in sorted(root.parent.glob(str(pattern.relative_to(root.parent)))):
+        if path.is_dir():
+            students.append(path.relative_to(root).parts[0])
+    return students
+
+
+def digest(source_files: dict, submitted_files: dict, config_text: str) -> str:
+    h = hashlib.sha256(config_text.encode())
+    for label, files in (("source", source_files), ("submitted", submitted_files)):
+        for name in sorted(files):
+            h.update(f"\0{label}\0{name}\0{len(files[name])}\0".encode())
+            h.update(files[name])
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- one student's task
+
+
+@functools.lru_cache(maxsize=None)
+def sandbox_user_usable(user: str) -> bool:
+    """Can ``user`` run this Python and import the kernel's packages?  (Not when the
+    interpreter lives in a private folder, e.g. pyenv under ``/root``.)"""
+    if not user or os.geteuid() != 0:
+        return False
+    try:
+        import pwd
+
+        account = pwd.getpwnam(user)
+        check = subprocess.run([sys.executable, "-c", "import ipykernel, nnh"], user=account.pw_uid,
+                               group=account.pw_gid, extra_groups=[], cwd="/", capture_output=True, timeout=120,
+                               env={"PATH": os.environ.get("PATH", ""), "HOME": "/"})
+        return check.returncode == 0
+    except (KeyError, OSError, subprocess.SubprocessError):
+        return False
+
+
+def run_task(payload: dict, wall_timeout: float, registry: dict | None = None) -> dict:
+    """Grade one student in a fresh child process (``python nnh/_sandbox.py worker``).
+    Runs wherever it is called: in a thread of ``nnh grade`` or on a Dask worker."""
+    student = payload["student"]
+    user = payload["limits"].get("user", "")
+    dropped = sandbox_user_usable(user)
+    if user and not dropped:
+        payload = dict(payload, limits=dict(payload["limits"], user=""))
+    with tempfile.TemporaryDirectory(prefix="nnh-task-") as tmp:
+        payload_path, result_path = os.path.join(tmp, "payload.pkl"), os.path.join(tmp, "result.pkl")
+        with open(payload_path, "wb") as fh:
+            pickle.dump(payload, fh)
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0", PYTHONUNBUFFERED="1",
+                   MALLOC_ARENA_MAX="2")
+        env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
+        started = time.monotonic()
+        with open(os.path.join(tmp, "stderr.txt"), "w+b") as errors:
+            process = subprocess.Popen([sys.executable, _SANDBOX, "worker", payload_path, result_path],
+                                       stdout=errors, stderr=errors, stdin=subprocess.DEVNULL, env=env,
+                                       start_new_session=True)
+            if registry is not None:
+                registry[student] = process
+            try:
+                process.wait(timeout=wall_timeout)
+                timed_out = False
+            except subprocess.TimeoutExpired:
+                timed_out = True
+            finally:
+                _kill_group(process)
+                if registry is not None:
+                    registry.pop(student, None)
+            errors.seek(0)
+            stderr = errors.read().decode(errors="replace")
+        elapsed = time.monotonic() - started
+        if os.path.exists(result_path) and not timed_out:
+            with open(result_path, "rb") as fh:
+                result = pickle.load(fh)
+        else:
+            result = {"student": student, "assignment": payload["assignment"], "notebooks": {}, "autograded": {},
+                      "feedback": {}, "timestamp": None, "details": []}
+            if timed_out:
+                result["status"] = "timeout"
+                result["details"].append(f"grading took longer than {wall_timeout:.0f} s and was stopped "
+                                         "(an infinite loop?)")
+            elif any(s in stderr for s in ("MemoryError", "bad_alloc", "Cannot allocate memory", "cannot allocate")):
+                result["status"] = "memory"
+                result["details"].append("the grader ran out of memory")
+            else:
+                result["status"] = "error"
+                result["details"].append(f"the grader exited with code {process.returncode}: {stderr[-1000:]}")
+        if result["status"] in {"kernel_died"} and any(s in stderr for s in ("MemoryError", "bad_alloc",
+                                                                              "cannot allocate memory")):
+            result["status"] = "memory"
+            result["details"].append(f"out of memory: the limit is {payload['limits']['memory']} MB")
+        result["seconds"] = elapsed
+        result["sandbox_user"] = user if dropped else None
+        return result
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        process.wait()
+    else:
+        try:  # a kernel left behind by the worker
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+# --------------------------------------------------------------------------- merging (single writer)
+
+
+def _banner(result: dict) -> str:
+    status = result["status"]
+    items = "".join(f"<li>{html.escape(d)}</li>" for d in result.get("details", []))
+    return (f'<div class="nnh-grade-status" style="border:2px solid {"#2a7" if status == "ok" else "#c33"};'
+            f'padding:0.6em 1em;margin:1em;font-family:sans-serif">'
+            f"<strong>Grading status: {html.escape(status)}</strong> &mdash; {html.escape(STATUS_TEXT[status])}"
+            f"{'<ul>' + items + '</ul>' if items else ''}</div>")
+
+
+def _with_banner(page: bytes, banner: str) -> bytes:
+    text = page.decode("utf-8", errors="replace")
+    start = text.find("<body")
+    if start >= 0:
+        end = text.find(">", start) + 1
+        text = text[:end] + banner + text[end:]
+    else:
+        text = banner + text
+    return text.encode("utf-8")
+
+
+def _replace_dir(directory: Path, files: dict[str, bytes]) -> None:
+    if directory.exists():
+        shutil.rmtree(directory)
+    for rel, data in files.items():
+        path = directory / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        path.chmod(0o644)
+
+
+def merge(course: Course, assignment: str, result: dict, notebooks: list[str]) -> tuple[float, float]:
+    """Write one student's result into the course: autograded/, feedback/ and the
+    gradebook (as nbgrader's ``SaveAutoGrades`` does).  Returns (score, max_score)."""
+    import warnings
+
+    from nbgrader.api import Gradebook
+
+    warnings.filterwarnings("ignore", message=".*not in session.*")
+    student = result["student"]
+    _replace_dir(course.path("autograded", student, assignment), result.get("autograded", {}))
+    feedback = dict(result.get("feedback", {}))
+    banner = _banner(result) if (result["status"] != "ok" or result.get("details")) else ""
+    for name in notebooks:
+        html_name = os.path.splitext(name)[0] + ".html"
+        if html_name in feedback:
+            if banner:
+                feedback[html_name] = _with_banner(feedback[html_name], banner)
+        else:
+            page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(name)}</title></head>"
+                    f"<body><h1>{html.escape(assignment)}: {html.escape(name)}</h1>{_banner(result)}"
+                    f"<p>Score: 0</p></body></html>")
+            feedback[html_name] = page.encode()
+    _replace_dir(course.path("feedback", student, assignment), feedback)
+    with Gradebook(course.db_url, course.course_id) as gb:
+        gb.update_or_create_student(student)
+        kwargs = {}
+        if result.get("timestamp"):
+            kwargs["timestamp"] = datetime.datetime.fromisoformat(result["timestamp"])
+        submission = gb.update_or_create_submission(assignment, student, **kwargs)
+        for notebook in submission.notebooks:
+            data = result.get("notebooks", {}).get(notebook.name)
+            for grade in notebook.grades:
+                auto = data["grades"].get(grade.name, {}).get("auto_score") if data else 0.0
+                grade.auto_score = auto
+                grade.needs_manual_grade = grade.manual_score is not None or auto is None
+            for comment in notebook.comments:
+                comment.auto_comment = data["comments"].get(comment.name) if data else None
+            notebook.late_submission_penalty = data.get("late_submission_penalty") if data else None
+        gb.db.commit()
+        submission = gb.find_submission(assignment, student)
+        return float(submission.score), float(submission.max_score)
+
+
+def _manifest_path(course: Course, assignment: str) -> Path:
+    return Path(course.coursedir.format_path(course.coursedir.autograded_directory, ".", ".")).resolve().parent \
+        / course.coursedir.autograded_directory / ".nnh-grade" / f"{assignment}.json"
+
+
+def load_manifest(course: Course, assignment: str) -> dict:
+    path = _manifest_path(course, assignment)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def save_manifest(course: Course, assignment: str, manifest: dict) -> None:
+    path = _manifest_path(course, assignment)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part")
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def gradebook_scores(course: Course, assignment: str) -> dict[str, tuple[float, float]]:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(course.db_url, course.course_id) as gb:
+        return {s.student.id: (float(s.score), float(s.max_score)) for s in gb.assignment_submissions(assignment)}
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class Progress:
+    """students done / total, failures so far, ETA — a bar on a terminal, a line per student otherwise."""
+
+    def __init__(self, total: int, stream=sys.stderr):
+        self.total, self.done, self.failed, self.stream = total, 0, 0, stream
+        self.start = time.monotonic()
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.show(None)
+
+    def update(self, student: str, status: str) -> None:
+        self.done += 1
+        self.failed += status != "ok"
+        self.show(f"{student}: {status}")
+
+    def show(self, last: str | None) -> None:
+        if self.total == 0:
+            return
+        elapsed = time.monotonic() - self.start
+        eta = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
+        eta_text = "--:--" if eta != eta else f"{int(eta) // 60:02d}:{int(eta) % 60:02d}"
+        width = 30
+        filled = int(width * self.done / self.total)
+        bar = "#" * filled + "." * (width - filled)
+        line = f"grading [{bar}] {self.done}/{self.total} done, {self.failed} not ok, ETA {eta_text}"
+        if self.tty:
+            self.stream.write("\r" + line + (f"  ({last})" if last else "") + "\x1b[K")
+            if self.done == self.total:
+                self.stream.write("\n")
+        elif last is not None:
+            self.stream.write(line + f"  ({last})\n")
+        self.stream.flush()
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(prog="nnh grade", description=__doc__.split("\n\n")[0])
+    parser.add_argument("assignment", metavar="ASSIGNMENT", help="the assignment to grade (nbgrader's assignment id)")
+    parser.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1,
+                        help="students graded at the same time (default: the number of CPUs)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="send the students to an existing Dask cluster, e.g. tcp://host:8786")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                        help=f"time limit for one student's notebook (default {DEFAULT_TIMEOUT}); the per-cell "
+                             "limit is nbgrader's Execute.timeout, at most this")
+    parser.add_argument("--memory", type=int, default=DEFAULT_MEMORY, metavar="MB",
+                        help=f"address-space cap of a student's kernel (default {DEFAULT_MEMORY}; 0: none)")
+    parser.add_argument("--csv", metavar="PATH", help="write student_id,assignment,score,max_score,status")
+    parser.add_argument("--force", action="store_true", help="grade again even if the submission has not changed")
+    parser.add_argument("--student", nargs="+", metavar="ID", help="grade only these students")
+    parser.add_argument("--course", default=".", metavar="DIR", help=argparse.SUPPRESS)
+    parser.add_argument("--user", default="nobody", help=argparse.SUPPRESS)
+    return parser
+
+
+def grade(args: argparse.Namespace, out=sys.stdout) -> int:
+    course = load_course(args.course)
+    assignment = args.assignment
+    source_dir = course.path("source", ".", assignment)
+    source_files = _files(source_dir)
+    notebooks = sorted(n for n in source_files if n.endswith(".ipynb") and "/" not in n)
+    if not notebooks:
+        raise GradeError(f"no notebooks in the source folder {source_dir}")
+    template = template_gradebook(course, assignment)
+    students = find_students(course, assignment)
+    if args.student:
+        unknown = sorted(set(args.student) - set(students))
+        if unknown:
+            raise GradeError(f"no submission of {assignment!r} for: {', '.join(unknown)}")
+        students = [s for s in students if s in set(args.student)]
+    manifest = load_manifest(course, assignment)
+    graded_before = gradebook_scores(course, assignment)
+    if os.geteuid() == 0 and args.user and not args.scheduler and not sandbox_user_usable(args.user):
+        print(f"note: the sandbox user {args.user!r} cannot run {sys.executable} (is it in a private folder?): "
+              "student code runs as root, confined by resource limits only", file=sys.stderr)
+    elif os.geteuid() == 0 and args.user and course.root.stat().st_mode & 0o005:
+        print(f"note: {course.root} is readable by others, so also by the sandbox user {args.user!r}: "
+              "`chmod o-rx` it to hide the course (solutions, gradebook) from student code", file=sys.stderr)
+
+    cell_timeout = course.coursedir.config.Execute.get("timeout", 30) or args.timeout
+    limits = {"memory": args.memory, "cell_timeout": int(max(1, min(cell_timeout, args.timeout))),
+              "notebook_timeout": float(args.timeout),
+              "cpu": int(args.timeout * (os.cpu_count() or 1) + 60), "user": args.user}
+    wall = args.timeout + 60  # the notebook's limit, plus starting the kernel, nbgrader and the feedback
+
+    todo, payloads = [], {}
+    for student in students:
+        submitted = _files(course.path("submitted", student, assignment))
+        key = digest(source_files, submitted, course.config_text)
+        record = manifest.get(student)
+        if (not args.force and record and record.get("digest") == key and student in graded_before):
+            continue
+        payloads[student] = {"assignment": assignment, "student": student, "config_text": course.config_text,
+                             "source_files": source_files, "submitted_files": submitted, "template_db": template,
+                             "limits": limits, "digest": key}
+        todo.append(student)
+    skipped = len(students) - len(todo)
+    if skipped:
+        print(f"{skipped} student(s) skipped: submission unchanged since last grading (use --force)", file=out)
+
+    progress = Progress(len(todo))
+    interrupted = False
+
+    def finish(result: dict) -> None:
+        # one student's merge is atomic with respect to Ctrl-C
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if threading.current_thread() is \
+            threading.main_thread() else None
+        try:
+            student = result["student"]
+            score, max_score = merge(course, assignment, result, notebooks)
+            manifest[student] = {"digest": payloads[student]["digest"], "status": result["status"],
+                                 "details": result.get("details", []), "score": score, "max_score": max_score,
+                                 "seconds": round(result.get("seconds", 0.0), 2)}
+            save_manifest(course, assignment, manifest)
+            progress.update(student, result["status"])
+        finally:
+            if old is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+    try:
+        if todo and args.scheduler:
+            _grade_on_dask(args.scheduler, [payloads[s] for s in todo], wall, finish)
+        elif todo:
+            _grade_locally(max(1, args.jobs), [payloads[s] for s in todo], wall, finish)
+    except KeyboardInterrupt:
+        interrupted = True
+        print(f"\ninterrupted: {progress.done} student(s) graded and kept, "
+              f"{len(todo) - progress.done} left as they were", file=sys.stderr)
+
+    scores = gradebook_scores(course, assignment)
+    rows = []
+    for student in students:
+        record = manifest.get(student)
+        if record is None or student not in scores:
+            continue
+        score, max_score = scores[student]
+        rows.append({"student_id": student, "assignment": assignment, "score": score, "max_score": max_score,
+                     "status": record["status"]})
+    if args.csv:
+        with open(args.csv, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+    counts = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
+    print(f"{assignment}: {len(rows)} student(s): " + ", ".join(f"{v} {k}" for k, v in counts.items() if v), file=out)
+    return 130 if interrupted else 0
+
+
+def _grade_locally(jobs: int, payloads: list[dict], wall: float, finish) -> None:
+    registry: dict = {}
+    executor = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="nnh-grade")
+    futures = {executor.submit(run_task, p, wall, registry): p["student"] for p in payloads}
+    pending = set(futures)
+    try:
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in done:
+                finish(future.result())
+    except BaseException:
+        for future in pending:
+            future.cancel()
+        for process in list(registry.values()):
+            _kill_group(process)
+        executor.shutdown(wait=True, cancel_futures=True)
+        raise
+    executor.shutdown(wait=True)
+
+
+def _grade_on_dask(address: str, payloads: list[dict], wall: float, finish) -> None:
+    try:
+        from distributed import Client, as_completed
+    except ImportError:  # pragma: no cover - depends on the installation
+        raise GradeError("--scheduler needs Dask: pip install 'dask[distributed]'") from None
+    with Client(address) as client:
+        futures = [client.submit(run_task, p, wall, pure=False, retries=0,
+                                 key=f"nnh-grade-{p['assignment']}-{p['student']}-{p['digest'][:12]}")
+                   for p in payloads]
+        try:
+            for future in as_completed(futures):
+                try:
+                    result = future.result()
+                except Exception as error:  # noqa: BLE001 - a lost worker is the student's "error"
+                    payload = payloads[futures.index(future)]
+                    result = {"student": payload["student"], "assignment": payload["assignment"], "status": "error",
+                              "details": [f"the Dask task failed: {type(error).__name__}: {error}"],
+                              "notebooks": {}, "autograded": {}, "feedback": {}, "timestamp": None}
+                finish(result)
+        except BaseException:
+            client.cancel(futures)
+            raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``nnh grade ...`` (also usable as ``python -m nnh.grade ...``)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return grade(args)
+    except GradeError as error:
+        print(f"nnh grade: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
