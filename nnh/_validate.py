@@ -50,6 +50,25 @@ def in_half_open_unit(name: str, value, *, low_open: bool) -> float:
     return number
 
 
+def unit_interval(name: str, value) -> float:
+    """``value`` in the closed interval [0, 1]."""
+    number = _real(name, value)
+    if not 0 <= number <= 1:
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+    return number
+
+
+def generator(name: str, value) -> np.random.Generator:
+    """``value`` is a :class:`numpy.random.Generator` (not the legacy ``RandomState``
+    or the ``np.random`` module: their draws cannot be replayed from a seed we pass)."""
+    if not isinstance(value, np.random.Generator):
+        raise TypeError(
+            f"{name} must be a numpy.random.Generator (e.g. np.random.default_rng(0)), "
+            f"got {type(value).__name__}"
+        )
+    return value
+
+
 def integer_at_least(name: str, value, minimum: int) -> int:
     """An integer (Python or NumPy; a float with an integral value is accepted) ``>= minimum``."""
     number = _real(name, value)

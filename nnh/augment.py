@@ -57,14 +57,6 @@ __all__ = [
 # --- checks --------------------------------------------------------------------
 
 
-def _generator(rng) -> np.random.Generator:
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(
-            f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), got {rng!r}"
-        )
-    return rng
-
-
 def _images(images, name: str = "images") -> np.ndarray:
     array = np.asarray(images)
     if array.ndim != 4:
@@ -75,13 +67,6 @@ def _images(images, name: str = "images") -> np.ndarray:
 def _float_dtype(array: np.ndarray):
     """Keep a floating dtype, promote integers and booleans to float64."""
     return array.dtype if np.issubdtype(array.dtype, np.floating) else np.float64
-
-
-def _unit_interval(name: str, value) -> float:
-    number = _validate._real(name, value)
-    if not 0 <= number <= 1:
-        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-    return number
 
 
 # --- input transformations --------------------------------------------------------
@@ -120,7 +105,7 @@ def random_flip(images, rng, horizontal: bool = True, vertical: bool = False) ->
         array([3, 2, 1, 0])
     """
     images = _images(images)
-    rng = _generator(rng)
+    rng = _validate.generator("rng", rng)
     out = images.copy()
     n = len(images)
     if horizontal:
@@ -176,7 +161,7 @@ def random_crop(images, size, rng) -> np.ndarray:
         (1, 2, 2, 1)
     """
     images = _images(images)
-    rng = _generator(rng)
+    rng = _validate.generator("rng", rng)
     n, height, width, _ = images.shape
     h, w = _crop_size(size, height, width)
     top = rng.integers(0, height - h + 1, size=n)
@@ -233,7 +218,7 @@ def apply_with_probability(transform, p: float):
         >>> shift(np.ones((3, 8, 8, 1)), np.random.default_rng(0)).shape
         (3, 8, 8, 1)
     """
-    p = _unit_interval("p", p)
+    p = _validate.unit_interval("p", p)
 
     def maybe(images, rng):
         images = _images(images)
@@ -293,7 +278,7 @@ def smooth_labels(y_onehot, epsilon: float) -> np.ndarray:
         >>> smooth_labels(np.array([[0, 1, 0, 0]]), 0.2)
         array([[0.05, 0.85, 0.05, 0.05]])
     """
-    eps = _unit_interval("epsilon", epsilon)
+    eps = _validate.unit_interval("epsilon", epsilon)
     y = np.asarray(y_onehot)
     if y.ndim != 2 or y.shape[1] < 1:
         raise ValueError(f"y_onehot must have shape (N, K) with K >= 1, got shape {y.shape}")
@@ -389,7 +374,7 @@ def mixup_batch(x, y, alpha: float, rng):
         True
     """
     alpha = _validate.positive("alpha", alpha)
-    rng = _generator(rng)
+    rng = _validate.generator("rng", rng)
     x = np.asarray(x)
     y = np.asarray(y)
     if x.ndim < 1:
@@ -552,7 +537,7 @@ def fit_augmented(
     """
     from nnh._tf import set_seed
 
-    label_smoothing = _unit_interval("label_smoothing", label_smoothing)
+    label_smoothing = _validate.unit_interval("label_smoothing", label_smoothing)
     n_classes = int(max(data.y_train.max(), data.y_test.max())) + 1
     set_seed(seed)
     model = build_model()

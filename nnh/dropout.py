@@ -55,15 +55,6 @@ def _check_rate(rate) -> float:
     return _validate.in_half_open_unit("rate", rate, low_open=False)
 
 
-def _check_rng(rng) -> np.random.Generator:
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(
-            "rng must be a numpy.random.Generator (e.g. np.random.default_rng(0)), "
-            f"got {type(rng).__name__}"
-        )
-    return rng
-
-
 def _check_shape(shape) -> tuple[int, ...]:
     dims = (shape,) if isinstance(shape, (numbers.Integral, np.integer)) else shape
     try:
@@ -123,7 +114,7 @@ def dropout_mask(shape, rate, rng):
     """
     shape = _check_shape(shape)
     rate = _check_rate(rate)
-    rng = _check_rng(rng)
+    rng = _validate.generator("rng", rng)
     return np.asarray(rng.random(shape) >= rate)
 
 
@@ -170,7 +161,7 @@ def inverted_dropout(x, rate, rng, training=True):
         array([1., 1., 1.])
     """
     rate = _check_rate(rate)
-    rng = _check_rng(rng)
+    rng = _validate.generator("rng", rng)
     array = _float_array(x)
     if not training or rate == 0:
         return array.copy()
