@@ -9,9 +9,11 @@ from nnh._tf import configure_tensorflow as _configure_tensorflow
 _configure_tensorflow()
 
 from nnh import (  # noqa: E402
+    ablation,
     augment,
     data,
     dropout,
+    experiments,
     metrics,
     models,
     plots,
@@ -25,9 +27,11 @@ from nnh.plots import plot_cosine_lr  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
+    "ablation",
     "augment",
     "data",
     "dropout",
+    "experiments",
     "metrics",
     "models",
     "plots",

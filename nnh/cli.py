@@ -1,7 +1,11 @@
-"""The ``nnh`` command: ``nnh grade ASSIGNMENT ...`` (see :mod:`nnh.grade`).
+"""The ``nnh`` command.
 
-Subcommands are registered in :data:`COMMANDS` (name → (module, help)); a later
-``ablation`` subcommand adds one line there.
+* ``nnh grade ASSIGNMENT ...`` grades a class (see :mod:`nnh.grade`);
+* ``nnh ablation --seeds 5 --out results.json`` runs the capstone experiment
+  (see :mod:`nnh.ablation`).
+
+Subcommands are registered in :data:`COMMANDS` (name → (module, help)); each
+module has ``main(argv) -> int``.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import sys
 
 COMMANDS = {
     "grade": ("nnh.grade", "grade a class's submissions with nbgrader, in parallel"),
+    "ablation": ("nnh.ablation", "run the bag-of-tricks ablation (every configuration, several seeds)"),
 }
 
 

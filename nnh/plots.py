@@ -335,3 +335,48 @@ def plot_sweep(values: Sequence[float], scores: Sequence[float], *, best: str | 
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize="small")
     return fig
+
+
+# --- the capstone ablation (chapter "bag of tricks") ------------------------------------
+
+
+def plot_ablation(summary: Mapping[str, Mapping[str, tuple[float, float]]], *,
+                  panels: Mapping[str, str] | None = None, n_seeds: int | None = None,
+                  title: str = "Bag-of-tricks ablation"):
+    """Horizontal bars of the mean of each metric per configuration, with error bars of
+    ± one standard deviation over the seeds, one panel per metric.
+
+    Args:
+        summary: configuration → metric → ``(mean, std)``, as
+            :func:`nnh.ablation.summarize` returns it; the first configuration
+            is the baseline, drawn as a dashed vertical line in every panel.
+        panels: metric → axis label (default: test accuracy, ECE, training time).
+        n_seeds: the number of seeds behind each bar, for the axis label.
+    """
+    panels = dict(panels or {"accuracy": "test accuracy", "ece": "expected calibration error (ECE)",
+                             "seconds": "training time (s)"})
+    names = list(summary)
+    if not names:
+        raise ValueError("summary must hold at least one configuration, got {}")
+    y = np.arange(len(names))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 1.2, 0.42 * len(names) + 1.6),
+                             layout="constrained", sharey=True, squeeze=False)
+    seeds = f" over {n_seeds} seeds" if n_seeds else ""
+    for i, (ax, (metric, label)) in enumerate(zip(axes.flat, panels.items())):
+        mean = np.array([summary[n][metric][0] for n in names])
+        std = np.array([summary[n][metric][1] for n in names])
+        ax.barh(y, mean, xerr=std, color=[f"C{i}"] * len(names), alpha=0.75, capsize=3,
+                error_kw={"elinewidth": 1})
+        ax.axvline(mean[0], color="0.3", ls="--", lw=1, label=f"{names[0]}: {mean[0]:.3g}")
+        lo, hi = float(np.min(mean - std)), float(np.max(mean + std))
+        if metric == "accuracy":  # zoom in: the differences are a few points
+            pad = max(0.01, 0.15 * (hi - lo))
+            ax.set_xlim(max(0.0, lo - pad), min(1.0, hi + pad))
+        ax.set(title=label, xlabel=f"{label}, mean ± std{seeds}")
+        ax.grid(alpha=0.3, axis="x")
+        ax.legend(fontsize="x-small", loc="lower right")
+    axes.flat[0].set_yticks(y, names)
+    axes.flat[0].invert_yaxis()
+    axes.flat[0].set_ylabel("configuration")
+    fig.suptitle(title)
+    return fig

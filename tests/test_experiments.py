@@ -12,8 +12,8 @@ from nnh import data, experiments, schedules
 def test_make_regularizer():
     assert experiments.make_regularizer(None) is None
     l2, l1 = experiments.make_regularizer("L2"), experiments.make_regularizer("L1", 0.5)
-    assert isinstance(l2, keras.regularizers.L2) and l2.l2 == pytest.approx(1e-3)
-    assert isinstance(l1, keras.regularizers.L1) and l1.l1 == pytest.approx(0.5)
+    assert isinstance(l2, keras.regularizers.L2) and l2.get_config()["l2"] == pytest.approx(1e-3)
+    assert isinstance(l1, keras.regularizers.L1) and l1.get_config()["l1"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="kind must be None, 'L2' or 'L1'"):
         experiments.make_regularizer("L3")
 
