@@ -37,7 +37,7 @@ import numpy as np
 
 from nnh import _validate
 from nnh.data import Split
-from nnh.training import RunResult, make_optimizer, train_and_evaluate
+from nnh.training import RunResult, batches, make_optimizer, train_and_evaluate
 
 __all__ = [
     "random_flip",
@@ -514,8 +514,8 @@ def fit_augmented(
     """Like :func:`nnh.training.fit`, with augmentation, mixup and label smoothing.
 
     The loss is ``keras.losses.CategoricalCrossentropy(label_smoothing=...)``
-    on one-hot labels.  Without ``transform`` and ``mixup_alpha`` the arrays go
-    straight to ``Model.fit`` (shuffled by Keras); otherwise an
+    on one-hot labels.  Without ``transform`` and ``mixup_alpha`` the arrays are
+    fed as :func:`nnh.training.batches` (reshuffled every epoch); otherwise an
     :class:`AugmentedBatches` feeds them.  The test set is never augmented.
 
     Args:
@@ -548,7 +548,8 @@ def fit_augmented(
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
     )
     if transform is None and mixup_alpha is None:
-        inputs = {"x": data.x_train, "y": one_hot(data.y_train, n_classes), "batch_size": batch_size}
+        inputs = {"x": batches(data.x_train, one_hot(data.y_train, n_classes), batch_size, seed=seed),
+                  "shuffle": False}  # the Dataset reshuffles itself
     else:
         inputs = {"x": AugmentedBatches(data.x_train, data.y_train, batch_size, n_classes=n_classes,
                                         transform=transform, mixup_alpha=mixup_alpha, seed=seed)}

@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from claims.stats import SEEDS, assert_larger, assert_smaller, assert_within_noise
+from claims.stats import SEEDS, assert_larger, assert_larger_on_every_seed, assert_smaller
 from nnh import data, experiments
 
 
@@ -35,8 +35,10 @@ def test_random_shifts_lower_the_test_loss(shifts):
 def test_without_augmentation_the_test_loss_grows_after_its_minimum(shifts):
     final = lambda r: r.history["val_loss"][-1]  # noqa: E731
     lowest = lambda r: min(r.history["val_loss"])  # noqa: E731
-    assert_larger(shift_col(shifts, "no augmentation", final), shift_col(shifts, "no augmentation", lowest),
-                  "no augmentation: final test loss above its minimum")
+    # "its test loss ends ... above the lowest value it reached during training on every seed"
+    assert_larger_on_every_seed(shift_col(shifts, "no augmentation", final),
+                                shift_col(shifts, "no augmentation", lowest),
+                                "no augmentation: final test loss above its minimum")
 
 
 def test_random_shifts_raise_the_test_accuracy(shifts):

@@ -64,11 +64,19 @@ def test_the_logged_training_loss_is_measured_with_dropout_on(rows):
                   "dropout 0.5: logged (dropout on) training loss above the inference-mode one")
 
 
-@pytest.mark.parametrize("name", ["dropout 0.2", "dropout 0.5", "batch norm"])
-def test_no_clear_gain_in_validation_accuracy(rows, name):
-    # "dropout does not buy a clear gain in accuracy ... the accuracy differences are within noise"
+@pytest.mark.parametrize("name", ["dropout 0.2", "dropout 0.5"])
+def test_no_clear_gain_in_validation_accuracy_from_dropout(rows, name):
+    # "dropout does not buy a clear gain in accuracy ... its accuracy differences are within noise"
     assert_within_noise(col(rows, name, "val_acc"), col(rows, "none", "val_acc"),
                         f"{name}: same validation accuracy as none", tolerance=0.015)
+
+
+def test_batch_norm_raises_the_validation_accuracy(rows):
+    # "Batch normalisation does better here ... the highest validation accuracy"
+    assert_larger(col(rows, "batch norm", "val_acc"), col(rows, "none", "val_acc"),
+                  "batch norm: higher validation accuracy than none")
+    for name in ("dropout 0.2", "dropout 0.5"):
+        assert col(rows, "batch norm", "val_acc").mean() > col(rows, name, "val_acc").mean(), name
 
 
 def test_monte_carlo_dropout(trained, split):
