@@ -2,7 +2,7 @@
 code, and the worker that autogrades one student with nbgrader in a throw-away
 course directory.
 
-Two entry points, both run as ``python nnh/_sandbox.py`` (a script, so that
+Entry points, all run as ``python nnh/_sandbox.py`` (a script, so that
 the ``nnh`` package, which imports TensorFlow, is not imported):
 
 ``kernel --memory MB --cpu S --fsize MB --nproc N --user NAME -- CMD...``
@@ -19,6 +19,13 @@ the ``nnh`` package, which imports TensorFlow, is not imported):
     :class:`nbgrader.apps.NbGraderAPI` in a temporary course root outside the
     instructor's course, checks the submission for tampering, and pickles the
     grades, the autograded notebooks and the feedback to ``RESULT``.
+
+``serve [--idle SECONDS]``
+    The same, for one student after another: a long-lived process that imports
+    nbgrader once and reads task files line by line on stdin (what ``nnh grade``
+    uses; see :func:`_serve`).  Every student still gets a fresh temporary
+    course, gradebook copy and kernel, and the process state that grading one
+    student changes is put back before the next.
 
 Nothing here writes to the instructor's course: the parent process
 (:mod:`nnh.grade`) is the single writer.
@@ -281,11 +288,199 @@ def scan_notebook(submitted, source) -> list[tuple[str | None, int, list[str]]]:
     return found
 
 
+# --------------------------------------------------------------------------- runtime integrity guard
+
+GUARD_UNAVAILABLE = "the runtime integrity guard could not be installed: only the static check applied"
+#: Global names whose rebinding in the notebook namespace can only serve to fool a test.
+SHADOW_GUARDED = ("AssertionError", "BaseException", "Exception", "ValueError", "TypeError", "ZeroDivisionError",
+                  "NotImplementedError", "isinstance", "issubclass", "__import__")
+#: The packages the guard watches, when the notebook imports them: what tests compare with.
+#: (Not tensorflow: its lazy loaders replace their own entries on first use.)
+GUARDED_TOPS = ("builtins", "math", "cmath", "numpy", "nnh", "keras", "scipy", "sklearn")
+#: Top-level modules whose every loaded submodule is guarded (others: the module and its public submodules).
+DEEP_GUARDED = ("builtins", "math", "numpy", "nnh")
+#: Builtins that IPython or ipykernel rebind by themselves.
+_VOLATILE_BUILTINS = ("_", "__", "___", "exit", "quit", "get_ipython", "display", "__IPYTHON__", "input",
+                      "raw_input", "copyright", "credits", "license", "help")
+
+
+def guarded_modules(sources: list[str]) -> tuple[list[str], dict[str, str]]:
+    """What the integrity guard watches for a notebook whose code cells are
+    ``sources``: the modules they import, and the names ``import`` binds to a module
+    (``np`` → ``numpy``)."""
+    modules, aliases = {"builtins", "math", "numpy"}, {}
+    for source in sources:
+        try:
+            tree = ast.parse(_strip_magics(source))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    modules.add(alias.name)
+                    if alias.asname:
+                        aliases[alias.asname] = alias.name
+                    else:
+                        aliases[alias.name.split(".")[0]] = alias.name.split(".")[0]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                modules.add(node.module)
+    modules = sorted(m for m in modules if m.split(".")[0] in GUARDED_TOPS)
+    return modules, {k: v for k, v in aliases.items() if v.split(".")[0] in GUARDED_TOPS}
+
+
+def _integrity_guard(name, modules, aliases, shadowed, deep, volatile):  # pragma: no cover - runs in the kernel
+    """Runs inside the student's kernel, once, silently, before its first cell (its
+    source is sent there by :class:`SandboxExecute`).  Imports ``modules``, takes a
+    snapshot of the identity of everything the tests rely on, and installs a check
+    as ``builtins.<name>`` (``name`` is random per run).  ``<name>(challenge)``
+    answers ``HMAC(key, challenge + ":ok")`` if nothing changed, or
+    ``HMAC(key, challenge + ":tampered")`` and what changed.  Returns the key (hex),
+    which lives on only in the check's closure."""
+    import builtins
+    import hashlib
+    import hmac
+    import os
+    import sys
+    import types
+
+    for module in modules:
+        try:
+            __import__(module)
+        except Exception:  # noqa: BLE001 - guard what imports
+            pass
+    key = os.urandom(32)
+    new_hmac, sha256, module_type, getitem = hmac.new, hashlib.sha256, types.ModuleType, dict.get
+    missing = object()
+    tops = {m.split(".")[0] for m in modules}
+    found = {}
+    for mname, module in list(sys.modules.items()):
+        top = mname.split(".")[0]
+        if isinstance(module, module_type) and top in tops and (top in deep or "." not in mname) \
+                and ".tests" not in mname:
+            found[mname] = module
+    for top in sorted(tops - set(deep)):  # e.g. keras: the module and its public submodules
+        module = sys.modules.get(top)
+        for attr, value in (list(vars(module).items()) if module is not None else []):
+            if isinstance(value, module_type) and not attr.startswith("_") \
+                    and str(getattr(value, "__name__", "")).startswith(top + "."):
+                found.setdefault(f"{top}.{attr}", value)
+
+    def watched(value):
+        return callable(value) or isinstance(value, (module_type, float, classmethod, staticmethod, property))
+
+    entries = []  # (what, mapping, key, value): mapping[key] must stay value
+    classes = set()
+    for mname, module in sorted(found.items()):
+        namespace = vars(module)
+        for attr, value in list(namespace.items()):
+            if mname == "builtins" and (attr in volatile or attr == name):
+                continue
+            if attr == "__warningregistry__" or not watched(value):
+                continue
+            entries.append((f"{mname}.{attr}", namespace, attr, value))
+            if isinstance(value, type) and str(getattr(value, "__module__", "")).split(".")[0] in tops \
+                    and id(value) not in classes:
+                classes.add(id(value))
+                for cattr, cvalue in list(vars(value).items()):
+                    if watched(cvalue) and not cattr.startswith("__"):
+                        entries.append((f"{mname}.{attr}.{cattr}", vars(value), cattr, cvalue))
+    modules_dict = sys.modules
+    for mname, module in found.items():
+        if modules_dict.get(mname) is module:
+            entries.append((f"sys.modules[{mname!r}]", modules_dict, mname, module))
+    for attr in ("modules", "settrace", "setprofile", "gettrace", "getprofile", "exc_info", "_getframe",
+                 "addaudithook"):  # not displayhook, excepthook: IPython swaps them around every cell
+        if attr in vars(sys):
+            entries.append((f"sys.{attr}", vars(sys), attr, vars(sys)[attr]))
+    shell = get_ipython()  # noqa: F821 - the kernel's IPython
+    user_ns = shell.user_ns
+    entries.append(("the notebook's __builtins__", user_ns, "__builtins__", user_ns.get("__builtins__")))
+    for cls in list(type(shell).__mro__) + list(type(shell.kernel).__mro__) + list(type(shell.compile).__mro__):
+        if cls is not object and id(cls) not in classes:
+            classes.add(id(cls))
+            for cattr, cvalue in list(vars(cls).items()):
+                if watched(cvalue) and not cattr.startswith("__"):
+                    entries.append((f"IPython: {cls.__name__}.{cattr}", vars(cls), cattr, cvalue))
+    instance_names = {obj_name: (obj, dict(vars(obj))) for obj_name, obj in
+                      (("the shell", shell), ("the kernel", shell.kernel), ("the compiler", shell.compile))}
+    transformers = {
+        "input_transformers_cleanup": shell.input_transformers_cleanup,
+        "input_transformers_post": shell.input_transformers_post,
+        "ast_transformers": shell.ast_transformers,
+        "line_transforms": shell.input_transformer_manager.line_transforms,
+        "token_transformers": shell.input_transformer_manager.token_transformers,
+    }
+    transformers = {k: (v, list(v)) for k, v in transformers.items()}
+    handlers = dict(shell.kernel.shell_handlers)
+    events = {event: list(callbacks) for event, callbacks in shell.events.callbacks.items()}
+    trace, profile = sys.gettrace(), sys.getprofile()
+    custom = shell.custom_exceptions
+    allowed_dirs = tuple(os.path.dirname(m.__file__) for m in (sys.modules.get("matplotlib_inline"),
+                                                                sys.modules.get("IPython"),
+                                                                sys.modules.get("ipykernel"))
+                         if m is not None and getattr(m, "__file__", None))
+
+    def changes():
+        found = []
+        for what, mapping, attr, value in entries:
+            if mapping.get(attr, missing) is not value:
+                found.append(f"{what} was replaced or deleted")
+        for attr in shadowed:
+            if attr in user_ns:
+                found.append(f"the notebook rebinds {attr!r}")
+        for alias, mname in aliases.items():
+            module = found_modules.get(mname)
+            if module is not None and getitem(user_ns, alias, module) is not module:
+                found.append(f"the notebook rebinds {alias!r}, which must be the module {mname!r}")
+        if shell.user_ns is not user_ns:
+            found.append("the notebook namespace was replaced")
+        for obj_name, (obj, before) in instance_names.items():
+            for attr, value in vars(obj).items():
+                if callable(value) and before.get(attr, missing) is not value:
+                    found.append(f"{obj_name}'s {attr} was replaced")
+        for attr, (current, before) in transformers.items():
+            current_now = getattr(shell.input_transformer_manager, attr) if attr in ("line_transforms",
+                                                                                      "token_transformers") \
+                else getattr(shell, attr)
+            if current_now is not current or len(current) != len(before) or \
+                    any(a is not b for a, b in zip(current, before)):
+                found.append(f"IPython's {attr} were changed")
+        if dict(shell.kernel.shell_handlers) != handlers:
+            found.append("the kernel's message handlers were changed")
+        for event, callbacks in shell.events.callbacks.items():
+            for callback in callbacks:
+                if not any(callback is c for c in events.get(event, [])):
+                    code = getattr(getattr(callback, "__func__", callback), "__code__", None)
+                    where = getattr(code, "co_filename", "")
+                    if not (where and where.startswith(allowed_dirs) and os.path.isfile(where)):
+                        found.append(f"an IPython {event!r} callback was registered")
+        if sys.gettrace() is not trace or sys.getprofile() is not profile:
+            found.append("a trace or profile function was set")
+        if shell.custom_exceptions != custom:
+            found.append("IPython's custom exception handler was set")
+        return found
+
+    found_modules = dict(found)
+
+    def check(challenge):
+        try:
+            reasons = changes()
+        except Exception as error:  # noqa: BLE001 - a check that cannot run is a change too
+            reasons = [f"the integrity check failed ({type(error).__name__})"]
+        verdict = "tampered" if reasons else "ok"
+        token = new_hmac(key, f"{challenge}:{verdict}".encode(), sha256).hexdigest()
+        return token + "\n" + "\n".join(reasons[:8])
+
+    setattr(builtins, name, check)
+    return key.hex()
+
+
 # --------------------------------------------------------------------------- nbgrader preprocessors
 
 def _preprocessors():
     """nbgrader preprocessors used by the worker (imported lazily: nbgrader is heavy)."""
     from nbclient.exceptions import DeadKernelError
+    from nbclient.util import ensure_async as _ensure_async
     from nbformat.notebooknode import NotebookNode
     from nbgrader import utils
     from nbgrader.preprocessors import Execute, NbGraderPreprocessor
@@ -299,17 +494,24 @@ def _preprocessors():
         * the notebook has a time budget (``notebook_timeout``): each cell gets at most
           what is left of it, and once it is spent the remaining cells are not run;
         * a cell that cannot be stopped (it ignores the interrupt) ends the run like
-          a dead kernel, instead of failing the whole notebook.
+          a dead kernel, instead of failing the whole notebook;
+        * an integrity guard (:func:`_integrity_guard`, when ``guard`` is set): before
+          the first cell a silent request snapshots what the tests rely on, and before
+          and after every test cell a silent request with a fresh challenge checks it;
+          a change (or a check that does not answer correctly) ends the run: that test
+          cell and every later one get a ``TamperingDetected`` error (zero points).
         """
 
         sandbox_owner = None  # (uid, gid) that gets the notebook's folder, when grading as root
         notebook_timeout = None  # seconds for all cells together (None: no budget)
+        guard = None  # (modules, aliases) to guard, from the source notebook (None: no runtime guard)
 
         def preprocess(self, nb, resources=None, km=None):
             self._nnh_dead = None
             self._nnh_why = ""
             self._nnh_start = None
             self._nnh_cell_timeout = self.timeout
+            self._nnh_guard = None  # (name in builtins, key) once the guard is installed; False: unavailable
             path = (resources or {}).get("metadata", {}).get("path")
             if self.sandbox_owner and path and os.path.isdir(path):
                 os.chown(path, *self.sandbox_owner)  # the kernel's working folder, and nothing else
@@ -326,17 +528,114 @@ def _preprocessors():
             cell.outputs = list(cell.get("outputs", [])) + [_error(ename, why)]
             return cell, self.resources
 
+        # -- the integrity guard: silent requests the notebook does not record
+
+        def _silent(self, code, expressions, timeout):
+            """Run ``code`` silently (no output, no history, no execution count) and
+            evaluate ``expressions``; their text values, or None without an answer."""
+            import ast as _ast
+            import time as _time
+            from queue import Empty
+
+            from jupyter_core.utils import run_sync
+
+            msg_id = self.kc.execute(code, silent=True, store_history=False, user_expressions=expressions,
+                                     allow_stdin=False)
+
+            async def reply():
+                deadline = _time.monotonic() + timeout
+                while _time.monotonic() < deadline:
+                    try:
+                        msg = await _ensure_async(self.kc.shell_channel.get_msg(timeout=1))
+                    except Empty:
+                        await self._async_check_alive()
+                        continue
+                    if msg["parent_header"].get("msg_id") == msg_id:
+                        return msg
+                return None
+
+            msg = run_sync(reply)()
+            if msg is None or msg["content"].get("status") != "ok":
+                return None
+            values = {}
+            for key, value in msg["content"].get("user_expressions", {}).items():
+                try:
+                    values[key] = _ast.literal_eval(value["data"]["text/plain"])
+                except (KeyError, TypeError, ValueError, SyntaxError):
+                    values[key] = None
+            return values
+
+        def _install_guard(self, timeout):
+            import inspect
+            import secrets
+
+            modules, aliases = self.guard
+            name, temporary = "_" + secrets.token_hex(12), "_" + secrets.token_hex(12)
+            code = (inspect.getsource(_integrity_guard) + f"{temporary} = _integrity_guard({name!r}, "
+                    f"{modules!r}, {aliases!r}, {SHADOW_GUARDED!r}, {DEEP_GUARDED!r}, {_VOLATILE_BUILTINS!r})\n"
+                    "del _integrity_guard\n")
+            values = self._silent(code, {"key": f"globals().pop({temporary!r})"}, timeout)
+            key = (values or {}).get("key")
+            if not isinstance(key, str):
+                self._nnh_guard = False
+                self.log.warning(GUARD_UNAVAILABLE)
+                return
+            self._nnh_guard = (name, bytes.fromhex(key))
+
+        def _check_guard(self):
+            """None if nothing the tests rely on changed, else what changed."""
+            import hashlib
+            import hmac
+            import secrets
+
+            name, key = self._nnh_guard
+            challenge = secrets.token_hex(16)
+            values = self._silent("", {"r": f"{name}({challenge!r})"}, 60)
+            answer = (values or {}).get("r")
+            token, _, reasons = answer.partition("\n") if isinstance(answer, str) else ("", "", "")
+
+            def expected(verdict):
+                return hmac.new(key, f"{challenge}:{verdict}".encode(), hashlib.sha256).hexdigest()
+
+            if hmac.compare_digest(token, expected("ok")):
+                return None
+            if hmac.compare_digest(token, expected("tampered")):
+                return "; ".join(reasons.splitlines()) or "a change"
+            return "the integrity check did not answer as it must (it was removed or replaced)"
+
+        def _guarded(self, cell, index, when):
+            """Run the integrity check; on a change, stop here (a ``TamperingDetected`` error)."""
+            if not self._nnh_guard or cell.cell_type != "code" or not utils.is_grade(cell):
+                return None
+            try:
+                change = self._check_guard()
+            except DeadKernelError:
+                return self._stop(cell, index, "KernelDied", "the kernel died before this cell")
+            if change is None:
+                return None
+            if when == "before":
+                cell.outputs = []
+            return self._stop(cell, index, "TamperingDetected",
+                              f"the integrity check {when} this test cell found: {change}")
+
         def preprocess_cell(self, cell, resources, index):
             import time as _time
 
             if self._nnh_dead is not None:
                 if cell.cell_type == "code":
-                    reason = ("the kernel died" if self._nnh_why == "KernelDied"
-                              else "the notebook ran out of time")
+                    reason = {"KernelDied": "the kernel died", "TamperingDetected": "tampering was detected"}.get(
+                        self._nnh_why, "the notebook ran out of time")
                     cell.outputs = [_error(self._nnh_why, f"not run: {reason} in cell {self._nnh_dead}")]
                 return cell, resources
             if self._nnh_start is None:
                 self._nnh_start = _time.monotonic()
+            if self.guard and self._nnh_guard is None and cell.cell_type == "code":
+                left = (self.notebook_timeout - (_time.monotonic() - self._nnh_start)) if self.notebook_timeout \
+                    else None
+                try:
+                    self._install_guard(max(1.0, min(max(self._nnh_cell_timeout or 0, 60), left or 1e9)))
+                except DeadKernelError:
+                    return self._stop(cell, index, "KernelDied", "the kernel died before this cell")
             if self.notebook_timeout and cell.cell_type == "code":
                 left = self.notebook_timeout - (_time.monotonic() - self._nnh_start)
                 if left <= 0:
@@ -344,8 +643,11 @@ def _preprocessors():
                     return self._stop(cell, index, "NotebookTimeoutError",
                                       f"not run: the notebook used up its {self.notebook_timeout:.0f} s time limit")
                 self.timeout = int(max(1, min(self._nnh_cell_timeout or left, left)))
+            stopped = self._guarded(cell, index, "before")
+            if stopped is not None:
+                return stopped
             try:
-                return super().preprocess_cell(cell, resources, index)
+                cell, resources = super().preprocess_cell(cell, resources, index)
             except DeadKernelError:
                 return self._stop(cell, index, "KernelDied",
                                   "the kernel died while running this cell (os._exit, killing its own process, "
@@ -354,6 +656,8 @@ def _preprocessors():
                 return self._stop(cell, index, "CellTimeoutError",
                                   f"the cell could not be run or stopped ({type(error).__name__}: "
                                   f"{str(error)[:300]}); the cells after it were not run")
+            stopped = self._guarded(cell, index, "after")
+            return stopped if stopped is not None else (cell, resources)
 
     def _error(ename, evalue):
         return NotebookNode(output_type="error", ename=ename, evalue=evalue,
@@ -555,6 +859,8 @@ def work(payload: dict, tmp: str) -> dict:
                                                           for c in nb.cells] for n, nb in sources.items()}
     api = NbGraderAPI(coursedir=coursedir, config=config)
     SandboxExecute.notebook_timeout = limits.get("notebook_timeout")
+    SandboxExecute.guard = guarded_modules([c.source for nb in sources.values() for c in nb.cells
+                                            if c.cell_type == "code"])
     if os.geteuid() == 0 and limits.get("user"):
         SandboxExecute.sandbox_owner = (account.pw_uid, account.pw_gid)
     outcome = api.autograde(assignment, student, force=True, create=True)
@@ -599,6 +905,13 @@ def work(payload: dict, tmp: str) -> dict:
         for grade_id, ename, evalue in enames:
             if "course's reference" in evalue:
                 result["details"].append(f"{name}: {grade_id} scores zero: {evalue}")
+        caught = [(g, v) for g, e, v in enames if e == "TamperingDetected" and not v.startswith("not run")]
+        if caught:
+            result["status"] = "tampered"
+            result["details"].append(f"{name}: {caught[0][1]} (cell {caught[0][0]}); that test and every later "
+                                     "one score zero")
+        if GUARD_UNAVAILABLE in log:
+            result["details"].append(f"{name}: {GUARD_UNAVAILABLE}")
         if name in tampering:
             first = min(index for _, index, _ in tampering[name])
             submitted = nbformat.read(os.path.join(sub_dir, name), as_version=4)
@@ -651,14 +964,20 @@ def work(payload: dict, tmp: str) -> dict:
     return result
 
 
-def _worker(payload_path: str, result_path: str) -> int:
-    import tempfile
+def _setup_process() -> None:
+    """What every grading process sets once: quiet libraries, private files."""
     import warnings
 
     warnings.filterwarnings("ignore", module="sqlalchemy")
     warnings.filterwarnings("ignore", message=".*not in session.*")
-
     os.umask(0o077)  # nothing the grader writes is readable by the sandbox user
+
+
+def _grade_file(payload_path: str, result_path: str) -> None:
+    """Grade the pickled task ``payload_path`` in a fresh temporary folder and
+    pickle the result to ``result_path`` (written atomically, last)."""
+    import tempfile
+
     with open(payload_path, "rb") as fh:
         payload = pickle.load(fh)
     tmp = tempfile.mkdtemp(prefix="nnh-grade-")
@@ -673,7 +992,145 @@ def _worker(payload_path: str, result_path: str) -> int:
     with open(result_path + ".part", "wb") as fh:
         pickle.dump(result, fh)
     os.replace(result_path + ".part", result_path)
+
+
+def _worker(payload_path: str, result_path: str) -> int:
+    """``worker PAYLOAD RESULT``: grade one student in this (fresh) process."""
+    _setup_process()
+    _grade_file(payload_path, result_path)
     return 0
+
+
+class _ProcessState:
+    """What :func:`work` changes in the grading process (environment variables,
+    working directory, ``sys.path``, warning filters, umask), captured once and
+    put back after every student, so that nothing of one student's grading
+    reaches the next one in a long-lived server.  (The preprocessor classes that
+    hold per-student settings are created afresh for every student.)"""
+
+    def __init__(self) -> None:
+        import warnings
+
+        self.environ = dict(os.environ)
+        self.cwd = os.getcwd()
+        self.path = list(sys.path)
+        self.filters = list(warnings.filters)
+        self.umask = os.umask(0o077)
+        os.umask(self.umask)
+
+    def restore(self) -> None:
+        import warnings
+
+        os.chdir(self.cwd)
+        if dict(os.environ) != self.environ:
+            os.environ.clear()
+            os.environ.update(self.environ)
+        sys.path[:] = self.path
+        warnings.filters[:] = self.filters
+        warnings._filters_mutated()  # noqa: SLF001 - invalidate the warnings caches
+        os.umask(self.umask)
+
+
+def _children() -> list[int]:
+    """Process ids of this process's children (Linux ``/proc``)."""
+    pids = []
+    for task in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
+        try:
+            with open(task) as fh:
+                pids += [int(pid) for pid in fh.read().split()]
+        except OSError:
+            pass
+    return pids
+
+
+def _become_subreaper() -> None:
+    """Linux: orphaned descendants (a process a kernel detached with ``setsid`` and a
+    double fork) become this process's children instead of init's, so that
+    :func:`_reap_children` finds them."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+def _reap_children(rounds: int = 20) -> None:
+    """Kill whatever a student's grading left running (a kernel nbclient could not
+    shut down, the processes in its session, and, in a subreaper, the processes
+    it detached, which become our children once their parent dies), and reap it."""
+    import signal
+    import time
+
+    for _ in range(rounds):
+        pids = _children()
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                if os.getpgid(pid) == pid:  # kernels lead their own session and group
+                    os.killpg(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for pid in pids:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        time.sleep(0.05)  # orphans are handed to us as their parents die
+
+
+#: Exit status of a server that stopped because no task came (it read none).
+IDLE_EXIT = 75
+
+
+def _serve(argv: list[str]) -> int:
+    """``serve [--idle SECONDS]``: a long-lived grading process.  Imports nbgrader
+    once, prints ``ready``, then reads one task per line on stdin (a JSON list
+    ``[PAYLOAD, RESULT]``), grades it exactly as ``worker`` does (a fresh
+    temporary course, gradebook copy and confined kernel per student) and
+    answers ``{"done": RESULT}`` on stdout.  Anything else the grading prints
+    goes to stderr.  Exits at the end of stdin, or with :data:`IDLE_EXIT`
+    after ``--idle`` seconds without a task."""
+    import argparse
+    import select
+
+    parser = argparse.ArgumentParser(prog="python nnh/_sandbox.py serve")
+    parser.add_argument("--idle", type=float, default=0, help="exit after this many seconds without a task (0: never)")
+    args = parser.parse_args(argv)
+    protocol = os.fdopen(os.dup(1), "w", buffering=1)  # os.dup: not inherited by the kernels
+    os.dup2(2, 1)  # prints of nbgrader, nbclient or a kernel go to the log, never into the protocol
+    _die_with_parent()
+    _become_subreaper()
+    _setup_process()
+    import nbconvert.preprocessors  # noqa: F401 - the heavy imports, once
+    import nbformat  # noqa: F401
+    import nbgrader.api  # noqa: F401
+    import nbgrader.apps  # noqa: F401
+    import nbgrader.preprocessors  # noqa: F401
+
+    _preprocessors()
+    state = _ProcessState()
+    protocol.write("ready\n")
+    buffer = b""
+    while True:
+        while b"\n" not in buffer:
+            ready, _, _ = select.select([0], [], [], args.idle or None)
+            if not ready:
+                return IDLE_EXIT
+            chunk = os.read(0, 1 << 16)
+            if not chunk:
+                return 0
+            buffer += chunk
+        line, buffer = buffer.split(b"\n", 1)
+        payload_path, result_path = json.loads(line)
+        try:
+            _grade_file(payload_path, result_path)
+        finally:
+            state.restore()
+            _reap_children()
+        protocol.write(json.dumps({"done": result_path}) + "\n")
 
 
 if __name__ == "__main__":
@@ -681,5 +1138,7 @@ if __name__ == "__main__":
         _launch_kernel(sys.argv[2:])
     elif sys.argv[1:2] == ["worker"]:
         sys.exit(_worker(sys.argv[2], sys.argv[3]))
+    elif sys.argv[1:2] == ["serve"]:
+        sys.exit(_serve(sys.argv[2:]))
     else:
-        sys.exit("usage: python -m nnh._sandbox kernel|worker ...")
+        sys.exit("usage: python nnh/_sandbox.py kernel|worker|serve ...")

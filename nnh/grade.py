@@ -165,6 +165,23 @@ def digest(source_files: dict, submitted_files: dict, config_text: str) -> str:
 # --------------------------------------------------------------------------- one student's task
 
 
+def grading_limits(course: Course, timeout: float, memory: int, user: str) -> dict:
+    """The per-student limits: the course's per-cell limit (nbgrader's
+    ``Execute.timeout``, at most ``timeout``), the notebook's, memory and CPU."""
+    cell_timeout = course.coursedir.config.Execute.get("timeout", 30) or timeout
+    return {"memory": memory, "cell_timeout": int(max(1, min(cell_timeout, timeout))),
+            "notebook_timeout": float(timeout), "cpu": int(timeout * (os.cpu_count() or 1) + 60), "user": user}
+
+
+def make_payload(course: Course, assignment: str, student: str, source_files: dict, template: bytes,
+                 limits: dict) -> dict:
+    """Everything grading ``student`` needs, with no access to the course (see :func:`run_task`)."""
+    submitted = _files(course.path("submitted", student, assignment))
+    return {"assignment": assignment, "student": student, "config_text": course.config_text,
+            "source_files": source_files, "submitted_files": submitted, "template_db": template,
+            "limits": limits, "digest": digest(source_files, submitted, course.config_text)}
+
+
 @functools.lru_cache(maxsize=None)
 def sandbox_user_usable(user: str) -> bool:
     """Can ``user`` run this Python and import the kernel's packages?  (Not when the
@@ -183,8 +200,161 @@ def sandbox_user_usable(user: str) -> bool:
         return False
 
 
-def run_task(payload: dict, wall_timeout: float, registry: dict | None = None) -> dict:
-    """Grade one student in a fresh child process (``python nnh/_sandbox.py worker``).
+class _Server:
+    """One long-lived ``python nnh/_sandbox.py serve`` process: it imports nbgrader
+    once and then grades one student after the other, each in a fresh temporary
+    course with a fresh confined kernel.  A student who runs out of time, or whose
+    grading kills the process, costs a restart; the next student gets a new one."""
+
+    START_TIMEOUT = 300  # importing nbgrader on a loaded machine
+    MAX_TASKS = 50  # start afresh now and then: whatever a library leaks stays bounded
+    IDLE = 300  # seconds a server waits for a task before it exits (idle Dask workers)
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen | None = None
+        self.log = None
+        self.tasks = 0
+        self.buffer = b""
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> None:
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0", PYTHONUNBUFFERED="1",
+                   MALLOC_ARENA_MAX="2")
+        env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
+        self.log = tempfile.TemporaryFile(prefix="nnh-server-")
+        self.buffer, self.tasks = b"", 0
+        self.process = subprocess.Popen([sys.executable, _SANDBOX, "serve", "--idle", str(self.IDLE)],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=env,
+                                        start_new_session=True)
+        with _SERVERS_LOCK:
+            _SERVERS.add(self)
+        try:
+            line = self._read_line(self.START_TIMEOUT)
+        except TimeoutError:
+            line = None
+        if line != "ready":
+            self.stop()
+            raise RuntimeError(f"the grading process did not start: {self.stderr_since(0)[-1500:]}")
+
+    def _read_line(self, timeout: float) -> str | None:
+        """The next line the server answers; None at its end; TimeoutError."""
+        import select
+
+        deadline = time.monotonic() + timeout
+        fd = self.process.stdout.fileno()
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    return None
+                self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line.decode().strip()
+
+    def stderr_since(self, offset: int) -> str:
+        self.log.seek(offset)
+        return self.log.read().decode(errors="replace")
+
+    def grade(self, payload_path: str, result_path: str, wall_timeout: float) -> tuple[str, str, int | None]:
+        """Send one task: ("done" | "timeout" | "died" | "idle", its stderr, exit code)."""
+        offset = self.log.seek(0, os.SEEK_END)
+        try:
+            self.process.stdin.write((json.dumps([payload_path, result_path]) + "\n").encode())
+            self.process.stdin.flush()
+            line = self._read_line(wall_timeout)
+        except TimeoutError:
+            self.stop()
+            return "timeout", self.stderr_since(offset), None
+        except (OSError, ValueError):  # a broken pipe, or stopped from another thread (Ctrl-C)
+            line = None
+        if line is None:  # the server is gone: an idle exit (the task was never read) or a crash
+            returncode = self.process.wait()
+            stderr = self.stderr_since(offset)
+            self.stop()
+            return ("idle" if returncode == _IDLE_EXIT else "died"), stderr, returncode
+        self.tasks += 1
+        stderr = self.stderr_since(offset)
+        if self.tasks >= self.MAX_TASKS:
+            self.close()
+        return "done", stderr, 0
+
+    def close(self) -> None:
+        """End the server when it is idle (end of its stdin)."""
+        if self.alive():
+            try:
+                self.process.stdin.close()
+                self.process.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        self.stop()
+
+    def stop(self) -> None:
+        """Kill the server and what it started (its kernels die with it)."""
+        if self.process is not None:
+            _kill_group(self.process)
+            for stream in (self.process.stdin, self.process.stdout):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+        with _SERVERS_LOCK:
+            _SERVERS.discard(self)
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    """Kill ``process`` and its process group (it leads its own session)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    if process.poll() is None:
+        try:
+            process.kill()
+        except ProcessLookupError:
+            pass
+    process.wait()
+
+
+_IDLE_EXIT = 75  # nnh._sandbox.IDLE_EXIT
+_SERVERS: set = set()
+_SERVERS_LOCK = threading.Lock()
+_THREAD = threading.local()
+
+
+def stop_servers() -> None:
+    """Kill every grading server of this process (Ctrl-C, the end of a run, or
+    ``client.run`` on the Dask workers)."""
+    with _SERVERS_LOCK:
+        servers = list(_SERVERS)
+    for server in servers:
+        server.stop()
+
+
+def close_servers() -> None:
+    with _SERVERS_LOCK:
+        servers = list(_SERVERS)
+    for server in servers:
+        server.close()
+
+
+def _thread_server() -> _Server:
+    """This thread's server (a ``nnh grade`` job, or a Dask worker thread), started if needed."""
+    server = getattr(_THREAD, "server", None)
+    if server is None:
+        server = _THREAD.server = _Server()
+    if not server.alive():
+        server.start()
+    return server
+
+
+def run_task(payload: dict, wall_timeout: float) -> dict:
+    """Grade one student in this thread's grading server (see :class:`_Server`).
     Runs wherever it is called: in a thread of ``nnh grade`` or on a Dask worker."""
     student = payload["student"]
     user = payload["limits"].get("user", "")
@@ -195,35 +365,26 @@ def run_task(payload: dict, wall_timeout: float, registry: dict | None = None) -
         payload_path, result_path = os.path.join(tmp, "payload.pkl"), os.path.join(tmp, "result.pkl")
         with open(payload_path, "wb") as fh:
             pickle.dump(payload, fh)
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0", PYTHONUNBUFFERED="1",
-                   MALLOC_ARENA_MAX="2")
-        env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
         started = time.monotonic()
-        with open(os.path.join(tmp, "stderr.txt"), "w+b") as errors:
-            process = subprocess.Popen([sys.executable, _SANDBOX, "worker", payload_path, result_path],
-                                       stdout=errors, stderr=errors, stdin=subprocess.DEVNULL, env=env,
-                                       start_new_session=True)
-            if registry is not None:
-                registry[student] = process
+        outcome, stderr, returncode = "died", "", None
+        for _ in range(2):  # twice only if the server had just left for idleness
             try:
-                process.wait(timeout=wall_timeout)
-                timed_out = False
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            finally:
-                _kill_group(process)
-                if registry is not None:
-                    registry.pop(student, None)
-            errors.seek(0)
-            stderr = errors.read().decode(errors="replace")
+                server = _thread_server()
+            except RuntimeError as error:
+                outcome, stderr = "died", str(error)
+                break
+            started = time.monotonic()
+            outcome, stderr, returncode = server.grade(payload_path, result_path, wall_timeout)
+            if outcome != "idle":
+                break
         elapsed = time.monotonic() - started
-        if os.path.exists(result_path) and not timed_out:
+        if outcome == "done" and os.path.exists(result_path):
             with open(result_path, "rb") as fh:
                 result = pickle.load(fh)
         else:
             result = {"student": student, "assignment": payload["assignment"], "notebooks": {}, "autograded": {},
                       "feedback": {}, "timestamp": None, "details": []}
-            if timed_out:
+            if outcome == "timeout":
                 result["status"] = "timeout"
                 result["details"].append(f"grading took longer than {wall_timeout:.0f} s and was stopped "
                                          "(an infinite loop?)")
@@ -232,7 +393,7 @@ def run_task(payload: dict, wall_timeout: float, registry: dict | None = None) -
                 result["details"].append("the grader ran out of memory")
             else:
                 result["status"] = "error"
-                result["details"].append(f"the grader exited with code {process.returncode}: {stderr[-1000:]}")
+                result["details"].append(f"the grader exited with code {returncode}: {stderr[-1000:]}")
         if result["status"] in {"kernel_died"} and any(s in stderr for s in ("MemoryError", "bad_alloc",
                                                                               "cannot allocate memory")):
             result["status"] = "memory"
@@ -240,20 +401,6 @@ def run_task(payload: dict, wall_timeout: float, registry: dict | None = None) -
         result["seconds"] = elapsed
         result["sandbox_user"] = user if dropped else None
         return result
-
-
-def _kill_group(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        process.wait()
-    else:
-        try:  # a kernel left behind by the worker
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 # --------------------------------------------------------------------------- merging (single writer)
@@ -417,6 +564,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 
 def grade(args: argparse.Namespace, out=sys.stdout) -> int:
+    if args.jobs < 1:
+        raise GradeError(f"--jobs must be at least 1, got {args.jobs}")
+    if not args.timeout > 0:
+        raise GradeError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+    if args.memory < 0:
+        raise GradeError(f"--memory must be a number of MB (0: no cap), got {args.memory}")
     course = load_course(args.course)
     assignment = args.assignment
     source_dir = course.path("source", ".", assignment)
@@ -440,22 +593,16 @@ def grade(args: argparse.Namespace, out=sys.stdout) -> int:
         print(f"note: {course.root} is readable by others, so also by the sandbox user {args.user!r}: "
               "`chmod o-rx` it to hide the course (solutions, gradebook) from student code", file=sys.stderr)
 
-    cell_timeout = course.coursedir.config.Execute.get("timeout", 30) or args.timeout
-    limits = {"memory": args.memory, "cell_timeout": int(max(1, min(cell_timeout, args.timeout))),
-              "notebook_timeout": float(args.timeout),
-              "cpu": int(args.timeout * (os.cpu_count() or 1) + 60), "user": args.user}
-    wall = args.timeout + 60  # the notebook's limit, plus starting the kernel, nbgrader and the feedback
+    limits = grading_limits(course, args.timeout, args.memory, args.user)
+    wall = args.timeout + 60  # the notebook's limit, plus starting the kernel and the feedback
 
     todo, payloads = [], {}
     for student in students:
-        submitted = _files(course.path("submitted", student, assignment))
-        key = digest(source_files, submitted, course.config_text)
+        payload = make_payload(course, assignment, student, source_files, template, limits)
         record = manifest.get(student)
-        if (not args.force and record and record.get("digest") == key and student in graded_before):
+        if (not args.force and record and record.get("digest") == payload["digest"] and student in graded_before):
             continue
-        payloads[student] = {"assignment": assignment, "student": student, "config_text": course.config_text,
-                             "source_files": source_files, "submitted_files": submitted, "template_db": template,
-                             "limits": limits, "digest": key}
+        payloads[student] = payload
         todo.append(student)
     skipped = len(students) - len(todo)
     if skipped:
@@ -484,7 +631,7 @@ def grade(args: argparse.Namespace, out=sys.stdout) -> int:
         if todo and args.scheduler:
             _grade_on_dask(args.scheduler, [payloads[s] for s in todo], wall, finish)
         elif todo:
-            _grade_locally(max(1, args.jobs), [payloads[s] for s in todo], wall, finish)
+            _grade_locally(args.jobs, [payloads[s] for s in todo], wall, finish)
     except KeyboardInterrupt:
         interrupted = True
         print(f"\ninterrupted: {progress.done} student(s) graded and kept, "
@@ -510,9 +657,8 @@ def grade(args: argparse.Namespace, out=sys.stdout) -> int:
 
 
 def _grade_locally(jobs: int, payloads: list[dict], wall: float, finish) -> None:
-    registry: dict = {}
     executor = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="nnh-grade")
-    futures = {executor.submit(run_task, p, wall, registry): p["student"] for p in payloads}
+    futures = {executor.submit(run_task, p, wall): p["student"] for p in payloads}
     pending = set(futures)
     try:
         while pending:
@@ -522,11 +668,12 @@ def _grade_locally(jobs: int, payloads: list[dict], wall: float, finish) -> None
     except BaseException:
         for future in pending:
             future.cancel()
-        for process in list(registry.values()):
-            _kill_group(process)
+        stop_servers()  # the students being graded are dropped, their kernels die with the servers
         executor.shutdown(wait=True, cancel_futures=True)
+        stop_servers()
         raise
     executor.shutdown(wait=True)
+    close_servers()
 
 
 def _grade_on_dask(address: str, payloads: list[dict], wall: float, finish) -> None:
@@ -550,7 +697,16 @@ def _grade_on_dask(address: str, payloads: list[dict], wall: float, finish) -> N
                 finish(result)
         except BaseException:
             client.cancel(futures)
+            _on_workers(client, stop_servers)  # a running task cannot be cancelled: kill its grading
             raise
+        _on_workers(client, close_servers)  # idle servers would otherwise wait for _Server.IDLE to end
+
+
+def _on_workers(client, function) -> None:
+    try:
+        client.run(function)
+    except Exception:  # noqa: BLE001 - a worker that is gone has no server either
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
