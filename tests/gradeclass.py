@@ -8,8 +8,10 @@ helpers of ``tests/nbgrading.py`` (a temporary course root with the repository's
 
 from __future__ import annotations
 
+import atexit
 import json
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -76,11 +78,15 @@ def _empty(course: Path, student: str) -> None:
     nbgrading.notebook_path(course, "submitted", ASSIGNMENT, student).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _renamed_and_extra(course: Path, student: str) -> None:
-    path = nbgrading.submit(course, ASSIGNMENT, student, nbgrading.reference_answers(ASSIGNMENT))
-    path.rename(path.with_name(f"{ASSIGNMENT} (1).ipynb"))
-    scratch = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('my scratch work')")])
-    nbformat.write(scratch, path.with_name("scratch.ipynb"))
+def _renamed_and_extra(answers: dict, edit: Callable) -> Callable[[Path, str], None]:
+    """``answers`` with ``edit`` applied, submitted under another name next to an extra notebook."""
+    def write(course: Path, student: str) -> None:
+        _edit_cells(answers, edit)(course, student)
+        path = nbgrading.notebook_path(course, "submitted", ASSIGNMENT, student)
+        path.rename(path.with_name(f"{ASSIGNMENT} (1).ipynb"))
+        scratch = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('my scratch work')")])
+        nbformat.write(scratch, path.with_name("scratch.ipynb"))
+    return write
 
 
 def _edit_cells(answers: dict, edit: Callable) -> Callable[[Path, str], None]:
@@ -120,35 +126,63 @@ def _negative_check_only() -> dict:
     return answers
 
 
+def _evades_scan_at_top_level() -> dict:
+    """Replaces ``numpy.allclose`` and ``math.isclose`` in a way the static scan does
+    not see (no ``setattr``, ``exec`` or assignment into a module), then answers
+    wrong values that only the patched comparisons would accept."""
+    patch = ('_hook = getattr(type(np), "__set" + "attr__")\n'
+             '_hook(np, "allclose", lambda *args, **kwargs: True)\n'
+             '_hook(math, "isclose", lambda *args, **kwargs: True)\n')
+    wrong = {name: _ref(name).replace("    return float(lam * sum(", "    return 0.0 * float(lam * sum(")
+             for name in ("l2_penalty", "l1_penalty")}
+    assert all(new != _ref(name) for name, new in wrong.items())
+    return {**wrong, "l2_penalty": patch + wrong["l2_penalty"]}
+
+
+#: An answer that patches numpy and math when a test first calls it (so the patch
+#: happens inside a test cell), hidden from the static scan the same way.
+PATCHES_WHEN_CALLED = """def l1_penalty(weights, lam):
+    if not (math.isfinite(lam) and lam >= 0):
+        raise ValueError(f"lam must be >= 0 and finite, got {lam}")
+    for _module, _name in ((math, "isclose"), (np, "allclose")):
+        getattr(type(_module), "__set" + "attr__")(_module, _name, lambda *args, **kwargs: True)
+    return 0.0
+"""
+
+
 def students() -> dict[str, Student]:
-    """The class: student id → :class:`Student`."""
+    """The class: student id → :class:`Student`.  (Infinite loops sleep rather than
+    spin: the limits are the same, and the tests leave the CPU to the others.)"""
     cheat = _negative_check_only()
     stderr_l2 = _ref("l2_penalty").replace(
         "    if not (math.isfinite(lam)",
         "    import sys, warnings\n    print('computing the penalty', file=sys.stderr)\n"
         "    warnings.warn('a harmless warning')\n    if not (math.isfinite(lam)")
+    reference = nbgrading.reference_answers(ASSIGNMENT)
     return {
         "s01_reference": Student(_answers(), "ok", 19.0, full=ALL, honest=True),
-        "s02_other_style": Student(_from_module("correct", "other_style"), "ok", 19.0, full=ALL, honest=True),
-        "s03_blank": Student(_blank, "ok", 0.0, zero=ALL, honest=True),
-        "s04_wrong": Student(_from_module("wrong", "half_factor"), "ok", zero=["test_l2_penalty_values"], honest=True),
-        "s05_delegates": Student(_from_module("wrong", "delegates_to_reference"), "ok",
+        "s02_blank": Student(_blank, "ok", 0.0, zero=ALL, honest=True),
+        "s03_wrong": Student(_from_module("wrong", "half_factor"), "ok", zero=["test_l2_penalty_values"], honest=True),
+        "s04_delegates": Student(_from_module("wrong", "delegates_to_reference"), "ok",
                                  zero=["test_l2_penalty_values"], detail="course's reference", honest=True),
-        "s06_syntax_and_raise": Student(
+        "s05_syntax_and_raise": Student(
             _answers(l1_penalty="def l1_penalty(weights, lam)\n    return 0.0\n",
                      l2_penalty_grad='raise RuntimeError("not finished")\n' + _ref("l2_penalty_grad")),
             "ok", full=L2, zero=L1 + GRAD, honest=True),
-        "s07_stderr_noise": Student(_answers(l2_penalty=stderr_l2), "ok", 19.0, full=ALL),
-        "s08_loop_in_cell": Student(_answers(l1_penalty="while True:\n    pass\n" + _ref("l1_penalty")),
-                                    "timeout", full=L2, zero=L1, detail="per-cell limit"),
-        "s09_slow_notebook": Student(  # every answer cell takes 15 s: within the per-cell limit, not in total
-            _answers(**{k: "import time\ntime.sleep(15)\n" + _ref(k)
+        "s06_stderr_noise": Student(_answers(l2_penalty=stderr_l2), "ok", 19.0, full=ALL),
+        "s07_loop_in_cell": Student(
+            _answers(l1_penalty="import time\nwhile True:  # an infinite loop\n    time.sleep(0.1)\n"
+                                + _ref("l1_penalty")),
+            "timeout", full=L2, zero=L1, detail="per-cell limit"),
+        "s08_ignores_interrupt": Student(
+            _answers(l1_penalty="import time\nwhile True:  # an infinite loop that ignores the interrupt\n"
+                                "    try:\n        while True:\n            time.sleep(0.1)\n"
+                                "    except KeyboardInterrupt:\n        pass\n"),
+            "timeout", full=L2, zero=L1 + ELASTIC + GRAD, detail="per-cell limit"),
+        "s09_slow_notebook": Student(  # every answer cell takes 10 s: within the per-cell limit, not in total
+            _answers(**{k: "import time\ntime.sleep(10)\n" + _ref(k)
                         for k in ("l2_penalty", "l1_penalty", "elastic_net_penalty", "l2_penalty_grad")}),
             "timeout", full=L2, zero=GRAD, detail="time limit"),
-        "s23_ignores_interrupt": Student(
-            _answers(l1_penalty="while True:  # an infinite loop that ignores the interrupt\n    try:\n"
-                                "        while True:\n            pass\n    except KeyboardInterrupt:\n        pass\n"),
-            "timeout", full=L2, zero=L1 + ELASTIC + GRAD, detail="per-cell limit"),
         "s10_memory": Student(
             _answers(l1_penalty="_hog = []\nwhile True:\n    _hog.append(bytearray(2**28))\n" + _ref("l1_penalty")),
             "memory", full=L2, zero=L1, detail="memory"),
@@ -157,38 +191,61 @@ def students() -> dict[str, Student]:
         "s12_kills_kernel": Student(
             _answers(l2_penalty_grad="import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n"),
             "kernel_died", 13.0, full=L2 + L1 + ELASTIC, zero=GRAD, detail="kernel died"),
-        "s13_sys_exit": Student(_answers(l1_penalty=_ref("l1_penalty") + "\nimport sys\nsys.exit()\n"),
-                                "ok", 19.0, full=ALL),
-        "s14_not_json": Student(_raw(f"{ASSIGNMENT}.ipynb", "{ this is not json"), "error", 0.0, zero=ALL,
+        "s13_not_json": Student(_raw(f"{ASSIGNMENT}.ipynb", "{ this is not json"), "error", 0.0, zero=ALL,
                                 detail="not valid JSON"),
-        "s15_not_a_notebook": Student(_raw(f"{ASSIGNMENT}.ipynb", json.dumps({"cells": "none"})), "error", 0.0,
+        "s14_not_a_notebook": Student(_raw(f"{ASSIGNMENT}.ipynb", json.dumps({"cells": "none"})), "error", 0.0,
                                       zero=ALL, detail="not a Jupyter notebook"),
-        "s16_empty": Student(_empty, "error", 0.0, zero=ALL, detail="empty"),
-        "s17_renamed_and_extra": Student(_renamed_and_extra, "ok", 19.0, full=ALL, detail="renamed"),
-        "s18_tests_edited_deleted": Student(_edit_cells({}, _neuter_tests), "ok", 0.0, zero=ALL),
-        "s19_tests_reordered": Student(_edit_cells(nbgrading.reference_answers(ASSIGNMENT), _tests_first),
-                                       "ok", 19.0, full=ALL),
-        "s20_patches_nnh_grading": Student(
+        "s15_empty": Student(_empty, "error", 0.0, zero=ALL, detail="empty"),
+        # a notebook submitted under another name, next to an extra one, with the test cells
+        # moved to the top and an answer that calls sys.exit(): all harmless
+        "s16_renamed_reordered_sys_exit": Student(
+            _renamed_and_extra({**reference, "l1_penalty": _ref("l1_penalty") + "\nimport sys\nsys.exit()\n"},
+                               _tests_first), "ok", 19.0, full=ALL, detail="renamed"),
+        "s17_tests_edited_deleted": Student(_edit_cells({}, _neuter_tests), "ok", 0.0, zero=ALL),
+        "s18_patches_nnh_grading": Student(
             _answers(**{**cheat, "l2_penalty": "import nnh.grading\nnnh.grading.check_function = "
                                                "lambda *args, **kwargs: None\n"
                                                "nnh.grading.check_raises = lambda *args, **kwargs: None\n"
+                                               "get_ipython().input_transformers_post.append("
+                                               "lambda lines: ['pass\\n'])\n"
                                                + cheat["l2_penalty"]}),
             "tampered", 0.0, zero=ALL, detail="nnh.grading.check_function"),
-        "s21_input_transformer": Student(
-            _answers(l2_penalty="get_ipython().input_transformers_post.append(lambda lines: ['pass\\n'])\n"),
-            "tampered", 0.0, zero=ALL, detail="get_ipython"),
-        "s22_custom_exc": Student(
+        "s19_custom_exc": Student(
             _answers(l1_penalty="get_ipython().set_custom_exc((BaseException,), lambda *a, **k: None)\n"
                                 "def l1_penalty(weights, lam):\n    return 0.0\n"),
             "tampered", full=L2, zero=L1 + ELASTIC + GRAD, detail="set_custom_exc"),
+        # caught by the runtime integrity guard only (a test checks that the static scan misses them)
+        "s20_evades_scan": Student(_answers(**_evades_scan_at_top_level()), "tampered", 0.0, zero=ALL,
+                                   detail="numpy.allclose was replaced"),
+        "s21_patches_when_called": Student(_answers(l1_penalty=PATCHES_WHEN_CALLED), "tampered", 6.0, full=L2,
+                                           zero=L1 + ELASTIC + GRAD, detail="after this test cell"),
     }
 
 
+#: Students whose tampering only the runtime guard catches.
+EVADE_SCAN = ("s20_evades_scan", "s21_patches_when_called")
+
+
+_GENERATED: dict[str, Path] = {}
+
+
+def _generated_course() -> Path:
+    """The test course with ``ASSIGNMENT`` generated by nbgrader, once per process."""
+    if "course" not in _GENERATED:
+        root = Path(tempfile.mkdtemp(prefix="nnh-gradeclass-"))
+        atexit.register(shutil.rmtree, root, True)
+        course = nbgrading.make_course(root / "course", ASSIGNMENT)
+        with open(course / "nbgrader_config.py", "a") as fh:
+            fh.write(f"\nc.Execute.timeout = {CELL_TIMEOUT}  # tests: a short per-cell limit\n")
+        _GENERATED["course"] = course
+    return _GENERATED["course"]
+
+
 def make_class(root: Path, names: list[str] | None = None) -> Path:
-    """A course root with ``ASSIGNMENT`` generated and the class (or ``names``) submitted."""
-    course = nbgrading.make_course(root, ASSIGNMENT)
-    with open(course / "nbgrader_config.py", "a") as fh:
-        fh.write(f"\nc.Execute.timeout = {CELL_TIMEOUT}  # tests: a short per-cell limit\n")
+    """A course root with ``ASSIGNMENT`` generated and the class (or ``names``) submitted
+    (a copy of one generated course: the release and the gradebook, no students yet)."""
+    shutil.copytree(_generated_course(), root, dirs_exist_ok=True)
+    course = root
     for name, student in students().items():
         if names is None or name in names:
             student.write(course, name)

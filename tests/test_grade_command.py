@@ -3,18 +3,23 @@
 One synthetic class of the ``regularization`` assignment (``tests/gradeclass.py``:
 honest, blank, wrong and adversarial students) is graded once with ``--jobs 2``;
 the tests check each student's status and scores in the CSV and the gradebook,
-the feedback, nbgrader's own tools on the result, and that serial
-``nbgrader autograde``, a Dask ``LocalCluster`` and an interrupted-then-resumed
-run give the same grades.  The last test runs nbgrader's whole file-system
-exchange loop around ``nnh grade``.
+the feedback, nbgrader's own tools on the result, the runtime integrity guard
+on tampering the static scan misses, and that serial ``nbgrader autograde``, a
+Dask ``LocalCluster`` and an interrupted-then-resumed run give the same grades.
+Other tests (a second xdist group, so that the two halves can run side by side)
+check the long-lived grading process (a stuck or killed one costs one student;
+no state passes between students), clear errors for bad input, and run
+nbgrader's whole file-system exchange loop around ``nnh grade``.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,12 +28,14 @@ import pytest
 
 import gradeclass
 import nbgrading
-from nnh._sandbox import scan_cell
+from nnh._sandbox import scan_cell, scan_notebook
 
-pytestmark = [pytest.mark.grading, pytest.mark.xdist_group("nnh-grade")]
+# two groups: the tests of the graded class (one fixture), and the tests that make their own
+pytestmark = [pytest.mark.grading]
+CLASS_GROUP = pytest.mark.xdist_group("nnh-grade")
 
 A = gradeclass.ASSIGNMENT
-TIMEOUT = 60  # --timeout: the per-notebook limit (the per-cell one is gradeclass.CELL_TIMEOUT)
+TIMEOUT = 40  # --timeout: the per-notebook limit (the per-cell one is gradeclass.CELL_TIMEOUT)
 NNH = str(Path(sys.executable).parent / "nnh")
 
 
@@ -56,6 +63,7 @@ def graded(tmp_path_factory):
     return course, gradeclass.read_csv(course / "grades.csv"), grades(course), result
 
 
+@CLASS_GROUP
 def test_every_student_gets_the_right_status_and_scores(graded):
     course, rows, book, _ = graded
     problems = []
@@ -83,12 +91,14 @@ def test_every_student_gets_the_right_status_and_scores(graded):
     assert {r["status"] for r in rows.values()} == {"ok", "timeout", "kernel_died", "memory", "tampered", "error"}
 
 
+@CLASS_GROUP
 def test_csv_has_the_documented_columns(graded):
     course, *_ = graded
     with open(course / "grades.csv", newline="") as fh:
         assert next(csv.reader(fh)) == ["student_id", "assignment", "score", "max_score", "status"]
 
 
+@CLASS_GROUP
 def test_feedback_says_why(graded):
     course, rows, *_ = graded
     for name, student in gradeclass.students().items():
@@ -104,6 +114,7 @@ def test_feedback_says_why(graded):
         .with_suffix(".html").read_text()
 
 
+@CLASS_GROUP
 def test_nbgrader_tools_read_the_result(graded):
     """The gradebook and autograded/ are nbgrader's: `nbgrader export` and
     `nbgrader generate_feedback` work on them."""
@@ -112,48 +123,65 @@ def test_nbgrader_tools_read_the_result(graded):
     with open(course / "export.csv", newline="") as fh:
         exported = {r["student_id"]: float(r["score"]) for r in csv.DictReader(fh) if r["assignment"] == A}
     assert exported == {name: book[name]["total"] for name in rows}
-    autograded = nbgrading.notebook_path(course, "autograded", A, "s19_tests_reordered")
+    autograded = nbgrading.notebook_path(course, "autograded", A, "s16_renamed_reordered_sys_exit")
     assert autograded.exists()
     nb = nbformat.read(autograded, as_version=4)
     order = [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells]
     assert order.index("l2_penalty") < order.index("test_l2_penalty_values"), "tests moved back after the answer"
 
 
+@CLASS_GROUP
+def test_runtime_guard_catches_what_the_static_scan_misses(graded):
+    """Tampering written so that the static scan cannot see it (``getattr`` of a
+    string instead of ``setattr``; a patch made when a test calls the answer) is
+    caught by the integrity guard inside the kernel, and costs the tests from there on."""
+    course, rows, *_ = graded
+    source = nbformat.read(course / "solutions" / A / f"{A}.ipynb", as_version=4)
+    for name in gradeclass.EVADE_SCAN:
+        submitted = nbformat.read(nbgrading.notebook_path(course, "submitted", A, name), as_version=4)
+        assert scan_notebook(submitted, source) == [], f"{name}: meant to get past the static scan"
+        assert rows[name]["status"] == "tampered", name
+        feedback = nbgrading.notebook_path(course, "feedback", A, name).with_suffix(".html").read_text()
+        assert "integrity check" in feedback and "TamperingDetected" in feedback, name
+
+
+@CLASS_GROUP
 def test_serial_nbgrader_autograde_agrees_on_honest_students(graded, tmp_path):
     _, _, book, _ = graded
     honest = [name for name, s in gradeclass.students().items() if s.honest]
-    course = gradeclass.make_class(tmp_path / "serial", honest)
+    course = gradeclass.make_class(tmp_path / "serial", honest + ["s06_stderr_noise"])
     nbgrading.nbgrader(course, "autograde", A, "--force")
     serial = grades(course)
     for name in honest:
         assert serial[name] == book[name], f"{name}: nbgrader {serial[name]} vs nnh grade {book[name]}"
     # and the noise a correct answer writes to stderr costs points with plain nbgrader only
-    noisy = gradeclass.make_class(tmp_path / "noisy", ["s07_stderr_noise"])
-    nbgrading.nbgrader(noisy, "autograde", A, "--force")
-    assert grades(noisy)["s07_stderr_noise"]["total"] < book["s07_stderr_noise"]["total"] == 19.0
+    assert serial["s06_stderr_noise"]["total"] < book["s06_stderr_noise"]["total"] == 19.0
 
 
-SUBSET = ["s01_reference", "s03_blank", "s11_os_exit", "s20_patches_nnh_grading"]
+DASK_SUBSET = ["s01_reference", "s11_os_exit", "s20_evades_scan"]
+RESUME_SUBSET = ["s01_reference", "s02_blank", "s11_os_exit"]
 
 
+@CLASS_GROUP
 def test_dask_local_cluster_gives_the_same_gradebook(graded, tmp_path):
     distributed = pytest.importorskip("distributed")
     _, _, book, _ = graded
-    course = gradeclass.make_class(tmp_path / "dask", SUBSET)
+    course = gradeclass.make_class(tmp_path / "dask", DASK_SUBSET)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
         nnh_grade(course, "--scheduler", cluster.scheduler_address, "--csv", "grades.csv")
     on_dask = grades(course)
-    assert set(on_dask) == set(SUBSET)
-    for name in SUBSET:
+    assert set(on_dask) == set(DASK_SUBSET)
+    for name in DASK_SUBSET:
         assert on_dask[name] == book[name], name
     rows = gradeclass.read_csv(course / "grades.csv")
-    assert {n: r["status"] for n, r in rows.items()} == {n: gradeclass.students()[n].status for n in SUBSET}
+    assert {n: r["status"] for n, r in rows.items()} == {n: gradeclass.students()[n].status for n in DASK_SUBSET}
 
 
+@CLASS_GROUP
 def test_interrupted_run_resumes_to_the_same_gradebook(graded, tmp_path):
     _, _, book, _ = graded
-    course = gradeclass.make_class(tmp_path / "resume", SUBSET)
+    course = gradeclass.make_class(tmp_path / "resume", RESUME_SUBSET)
     manifest = course / "autograded" / ".nnh-grade" / f"{A}.json"
     process = subprocess.Popen([NNH, "grade", A, "--jobs", "1", "--timeout", str(TIMEOUT)], cwd=course,
                                env=nbgrading.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -165,28 +193,94 @@ def test_interrupted_run_resumes_to_the_same_gradebook(graded, tmp_path):
     assert process.returncode == 130, err
     assert "interrupted" in err
     partial = grades(course)
-    assert 1 <= len(partial) < len(SUBSET)
+    assert 1 <= len(partial) < len(RESUME_SUBSET)
     for name, cells in partial.items():
         assert cells == book[name], f"{name} was merged half-way"
     result = nnh_grade(course, "--jobs", "2")
     assert f"{len(partial)} student(s) skipped" in result.stdout
     resumed = grades(course)
-    assert resumed == {name: book[name] for name in SUBSET}
+    assert resumed == {name: book[name] for name in RESUME_SUBSET}
     # a changed submission is graded again without --force, the others are skipped
-    nbgrading.submit(course, A, "s03_blank", nbgrading.reference_answers(A))
+    nbgrading.submit(course, A, "s02_blank", nbgrading.reference_answers(A))
     result = nnh_grade(course, "--jobs", "2", "--csv", "again.csv")
-    assert f"{len(SUBSET) - 1} student(s) skipped" in result.stdout
-    assert grades(course)["s03_blank"]["total"] == 19.0
-    assert gradeclass.read_csv(course / "again.csv")["s03_blank"]["score"] == "19.0"
+    assert f"{len(RESUME_SUBSET) - 1} student(s) skipped" in result.stdout
+    assert grades(course)["s02_blank"]["total"] == 19.0
+    assert gradeclass.read_csv(course / "again.csv")["s02_blank"]["score"] == "19.0"
 
 
-def test_unknown_assignment_is_a_clear_error(tmp_path):
-    course = nbgrading.make_course(tmp_path / "c", A)
+@pytest.mark.xdist_group("nnh-grade-solo")
+def test_bad_input_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    from nnh import grade as g
+
+    monkeypatch.setenv("PATH", nbgrading.env()["PATH"])  # nbgrader runs alembic for a new gradebook
+    course = gradeclass.make_class(tmp_path / "c", [])
     result = subprocess.run([NNH, "grade", "nope"], cwd=course, env=nbgrading.env(), capture_output=True, text=True)
-    assert result.returncode == 2
+    assert result.returncode == 2  # the console script's exit status
     assert "nope" in result.stderr and "error" in result.stderr
+    for args, says in (([A, "--jobs", "0"], "--jobs"), ([A, "--timeout", "-1"], "--timeout"),
+                       ([A, "--memory", "-5"], "--memory"), ([A, "--student", "nobody_here"], "nobody_here")):
+        assert g.main([*args, "--course", str(course)]) == 2, args
+        error = capsys.readouterr().err
+        assert says in error and "error" in error, (args, error)
 
 
+@pytest.mark.xdist_group("nnh-grade-solo")
+def test_a_stuck_or_killed_grader_costs_only_its_student(tmp_path, monkeypatch):
+    """The long-lived grading process: a student over the wall-clock limit is
+    stopped (status timeout), a grading process killed under a student costs that
+    student only (status error), and the next student is graded by a fresh one."""
+    from nnh import grade as g
+
+    monkeypatch.setenv("PATH", nbgrading.env()["PATH"])  # nbgrader runs alembic for a new gradebook
+
+    course = g.load_course(gradeclass.make_class(tmp_path / "c", ["s01_reference", "s09_slow_notebook"]))
+    source, template = g._files(course.path("source", ".", A)), g.template_gradebook(course, A)
+    limits = g.grading_limits(course, TIMEOUT, g.DEFAULT_MEMORY, "")
+    slow, honest = (g.make_payload(course, A, name, source, template, limits)
+                    for name in ("s09_slow_notebook", "s01_reference"))
+    try:
+        first = g.run_task(slow, wall_timeout=12)
+        assert first["status"] == "timeout" and "was stopped" in first["details"][0], first
+        server = g._thread_server()  # a new one: the stuck one was killed
+        killer = threading.Timer(6, os.killpg, (server.process.pid, signal.SIGKILL))
+        killer.start()
+        second = g.run_task(slow, wall_timeout=120)
+        killer.join()
+        assert second["status"] == "error" and "exited with code -9" in second["details"][0], second
+        third = g.run_task(honest, wall_timeout=120)
+        assert third["status"] == "ok", third
+        scores = third["notebooks"][A]["grades"]
+        assert sum(cell["auto_score"] for cell in scores.values()) == 19.0
+    finally:
+        g.stop_servers()
+
+
+@pytest.mark.xdist_group("nnh-grade-solo")
+def test_a_grading_server_keeps_no_state_between_students(tmp_path):
+    """What grading one student changes in the long-lived process is put back, and
+    the per-student preprocessor settings live on classes made afresh per student."""
+    import warnings
+
+    from nnh import _sandbox
+
+    before = (dict(os.environ), os.getcwd(), list(sys.path), list(warnings.filters))
+    state = _sandbox._ProcessState()
+    try:
+        os.environ.update(JUPYTER_PATH=str(tmp_path), HOME=str(tmp_path), JUPYTER_RUNTIME_DIR=str(tmp_path))
+        os.chdir(tmp_path)
+        sys.path.insert(0, str(tmp_path))
+        warnings.simplefilter("error")
+    finally:
+        state.restore()
+    assert (dict(os.environ), os.getcwd(), list(sys.path), list(warnings.filters)) == before
+    first, second = _sandbox._preprocessors(), _sandbox._preprocessors()
+    first[0].sandbox_owner, first[0].notebook_timeout, first[0].guard = (65534, 65534), 5.0, (["numpy"], {})
+    first[2].source_order["regularization"] = ["imports"]
+    assert (second[0].sandbox_owner, second[0].notebook_timeout, second[0].guard) == (None, None, None)
+    assert second[2].source_order == {}
+
+
+@pytest.mark.xdist_group("nnh-grade-solo")
 def test_student_loop_through_nbgrader_exchange(tmp_path):
     """release → fetch → solve → submit → collect → nnh grade → generate_feedback →
     release_feedback → fetch_feedback (the student is the OS user: nbgrader's exchange
