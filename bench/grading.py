@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
     students = the_class(args.assignment, args.n)
+    load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="nnh-bench-") as tmp:
         tmp = Path(tmp)
         serial_course = make(tmp / "serial", args.assignment, students)
@@ -76,6 +77,9 @@ def main() -> None:
         parallel = timed([str(BIN / "nnh"), "grade", args.assignment, "--jobs", str(args.jobs), "--force"],
                          parallel_course)
         same = nbgrading.scores(serial_course, args.assignment) == nbgrading.scores(parallel_course, args.assignment)
+        # seconds of each student inside nnh grade's grading processes (kernel, nbgrader, feedback)
+        manifest = json.loads((parallel_course / "autograded" / ".nnh-grade" / f"{args.assignment}.json").read_text())
+        inside = sorted(record["seconds"] for record in manifest.values())
         bare_dir = tmp / "bare"
         bare_dir.mkdir()
         bare = 0.0
@@ -96,7 +100,9 @@ def main() -> None:
         "per_submission_nnh_grade_s": round(parallel * args.jobs / n, 2),
         "nnh_grade_cost_over_bare": round(parallel * args.jobs / bare, 2),
         "serial_nbgrader_cost_over_bare": round(serial / bare, 2),
+        "median_seconds_per_student_in_grading_process": round(inside[len(inside) // 2], 2),
         "same_scores_as_nbgrader": same,
+        "load_average_1min_at_start": round(load_at_start, 2),
         "load_average_1min_at_end": round(os.getloadavg()[0], 2),
     }
     print(f"{n} submissions of {args.assignment!r}, {os.cpu_count()} CPUs")
@@ -105,7 +111,10 @@ def main() -> None:
     print(f"bare nbconvert --execute:  {bare:7.1f} s  ({bare / n:5.2f} s per submission)")
     print(f"cost per submission over bare execution: nnh grade {parallel * args.jobs / bare:.2f}x, "
           f"serial nbgrader {serial / bare:.2f}x")
+    print(f"median seconds per student inside nnh grade's grading processes: {inside[len(inside) // 2]:.2f} "
+          f"({args.jobs} at a time)")
     print(f"same per-cell scores as serial nbgrader: {same}")
+    print(f"load average (1 min): {load_at_start:.2f} at start, {os.getloadavg()[0]:.2f} at end")
     out = save("grading", results)
     print(f"wrote {out.relative_to(REPO)} (key 'grading')")
 
