@@ -350,19 +350,20 @@ def plot_ablation(summary: Mapping[str, Mapping[str, tuple[float, float]]], *,
         summary: configuration → metric → ``(mean, std)``, as
             :func:`nnh.ablation.summarize` returns it; the first configuration
             is the baseline, drawn as a dashed vertical line in every panel.
-        panels: metric → axis label (default: test accuracy, ECE, training time).
+        panels: metric → (panel title, axis label with unit); default: test
+            accuracy, expected calibration error and training time.
         n_seeds: the number of seeds behind each bar, for the axis label.
     """
-    panels = dict(panels or {"accuracy": "test accuracy", "ece": "expected calibration error (ECE)",
-                             "seconds": "training time (s)"})
+    panels = dict(panels or {"accuracy": ("test accuracy", "fraction of test examples correct"),
+                             "ece": ("expected calibration error", "ECE (0 = calibrated)"),
+                             "seconds": ("training time", "seconds per run")})
     names = list(summary)
     if not names:
         raise ValueError("summary must hold at least one configuration, got {}")
     y = np.arange(len(names))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 1.2, 0.42 * len(names) + 1.6),
                              layout="constrained", sharey=True, squeeze=False)
-    seeds = f" over {n_seeds} seeds" if n_seeds else ""
-    for i, (ax, (metric, label)) in enumerate(zip(axes.flat, panels.items())):
+    for i, (ax, (metric, (panel_title, label))) in enumerate(zip(axes.flat, panels.items())):
         mean = np.array([summary[n][metric][0] for n in names])
         std = np.array([summary[n][metric][1] for n in names])
         ax.barh(y, mean, xerr=std, color=[f"C{i}"] * len(names), alpha=0.75, capsize=3,
@@ -372,11 +373,12 @@ def plot_ablation(summary: Mapping[str, Mapping[str, tuple[float, float]]], *,
         if metric == "accuracy":  # zoom in: the differences are a few points
             pad = max(0.01, 0.15 * (hi - lo))
             ax.set_xlim(max(0.0, lo - pad), min(1.0, hi + pad))
-        ax.set(title=label, xlabel=f"{label}, mean ± std{seeds}")
+        ax.set(title=panel_title, xlabel=label)
         ax.grid(alpha=0.3, axis="x")
         ax.legend(fontsize="x-small", loc="lower right")
     axes.flat[0].set_yticks(y, names)
     axes.flat[0].invert_yaxis()
     axes.flat[0].set_ylabel("configuration")
-    fig.suptitle(title)
+    fig.suptitle(f"{title}\nbars: mean, error bars: ± one standard deviation"
+                 + (f" over {n_seeds} seeds" if n_seeds else ""))
     return fig
