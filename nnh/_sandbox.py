@@ -1091,8 +1091,10 @@ def _serve(argv: list[str]) -> int:
     ``[PAYLOAD, RESULT]``), grades it exactly as ``worker`` does (a fresh
     temporary course, gradebook copy and confined kernel per student) and
     answers ``{"done": RESULT}`` on stdout.  Anything else the grading prints
-    goes to stderr.  Exits at the end of stdin, or with :data:`IDLE_EXIT`
-    after ``--idle`` seconds without a task."""
+    goes to stderr.  Answers ``started`` as soon as it has read a task, so that
+    a task sent to a server that is already gone can be sent to another one.
+    Exits at the end of stdin, or with :data:`IDLE_EXIT` after ``--idle``
+    seconds without a task."""
     import argparse
     import select
 
@@ -1125,6 +1127,7 @@ def _serve(argv: list[str]) -> int:
             buffer += chunk
         line, buffer = buffer.split(b"\n", 1)
         payload_path, result_path = json.loads(line)
+        protocol.write("started\n")
         try:
             _grade_file(payload_path, result_path)
         finally:

@@ -223,6 +223,8 @@ class _Server:
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0", PYTHONUNBUFFERED="1",
                    MALLOC_ARENA_MAX="2")
         env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
+        if self.log is not None:
+            self.log.close()
         self.log = tempfile.TemporaryFile(prefix="nnh-server-")
         self.buffer, self.tasks = b"", 0
         self.process = subprocess.Popen([sys.executable, _SANDBOX, "serve", "--idle", str(self.IDLE)],
@@ -262,22 +264,29 @@ class _Server:
         return self.log.read().decode(errors="replace")
 
     def grade(self, payload_path: str, result_path: str, wall_timeout: float) -> tuple[str, str, int | None]:
-        """Send one task: ("done" | "timeout" | "died" | "idle", its stderr, exit code)."""
+        """Send one task: ("done" | "timeout" | "died" | "lost", its stderr, exit code).
+        "lost": the server was gone before it read the task (send it to another one)."""
         offset = self.log.seek(0, os.SEEK_END)
+        deadline = time.monotonic() + wall_timeout
+        started = False
         try:
             self.process.stdin.write((json.dumps([payload_path, result_path]) + "\n").encode())
             self.process.stdin.flush()
             line = self._read_line(wall_timeout)
+            if line == "started":
+                started = True
+                line = self._read_line(deadline - time.monotonic())
         except TimeoutError:
+            stderr = self.stderr_since(offset)
             self.stop()
-            return "timeout", self.stderr_since(offset), None
+            return "timeout", stderr, None
         except (OSError, ValueError):  # a broken pipe, or stopped from another thread (Ctrl-C)
             line = None
-        if line is None:  # the server is gone: an idle exit (the task was never read) or a crash
+        if line is None:  # the server is gone: before the task (idle exit, killed while idle) or under it
             returncode = self.process.wait()
             stderr = self.stderr_since(offset)
             self.stop()
-            return ("idle" if returncode == _IDLE_EXIT else "died"), stderr, returncode
+            return ("died" if started else "lost"), stderr, returncode
         self.tasks += 1
         stderr = self.stderr_since(offset)
         if self.tasks >= self.MAX_TASKS:
@@ -321,7 +330,6 @@ def _kill_group(process: subprocess.Popen) -> None:
     process.wait()
 
 
-_IDLE_EXIT = 75  # nnh._sandbox.IDLE_EXIT
 _SERVERS: set = set()
 _SERVERS_LOCK = threading.Lock()
 _THREAD = threading.local()
@@ -367,7 +375,7 @@ def run_task(payload: dict, wall_timeout: float) -> dict:
             pickle.dump(payload, fh)
         started = time.monotonic()
         outcome, stderr, returncode = "died", "", None
-        for _ in range(2):  # twice only if the server had just left for idleness
+        for _ in range(2):  # again only if the server was gone before it read the task
             try:
                 server = _thread_server()
             except RuntimeError as error:
@@ -375,7 +383,7 @@ def run_task(payload: dict, wall_timeout: float) -> dict:
                 break
             started = time.monotonic()
             outcome, stderr, returncode = server.grade(payload_path, result_path, wall_timeout)
-            if outcome != "idle":
+            if outcome != "lost":
                 break
         elapsed = time.monotonic() - started
         if outcome == "done" and os.path.exists(result_path):
@@ -577,13 +585,13 @@ def grade(args: argparse.Namespace, out=sys.stdout) -> int:
     notebooks = sorted(n for n in source_files if n.endswith(".ipynb") and "/" not in n)
     if not notebooks:
         raise GradeError(f"no notebooks in the source folder {source_dir}")
-    template = template_gradebook(course, assignment)
     students = find_students(course, assignment)
     if args.student:
         unknown = sorted(set(args.student) - set(students))
         if unknown:
             raise GradeError(f"no submission of {assignment!r} for: {', '.join(unknown)}")
         students = [s for s in students if s in set(args.student)]
+    template = template_gradebook(course, assignment)
     manifest = load_manifest(course, assignment)
     graded_before = gradebook_scores(course, assignment)
     if os.geteuid() == 0 and args.user and not args.scheduler and not sandbox_user_usable(args.user):
