@@ -1,0 +1,1 @@
+"""Claim tests: see conftest.py."""
