@@ -30,6 +30,7 @@ Statuses (CSV column ``status``):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime
 import functools
@@ -109,9 +110,10 @@ def template_gradebook(course: Course, assignment: str) -> bytes:
     """An sqlite gradebook holding only ``assignment`` (notebooks and cells, no
     students): copied from the course gradebook with nbgrader's API, so the course
     may use any database nbgrader accepts."""
+    import nbgrader.api
     from nbgrader.api import Gradebook, MissingEntry
 
-    with tempfile.TemporaryDirectory(prefix="nnh-template-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="nnh-template-") as tmp, _alembic_in_process(nbgrader.api):
         path = os.path.join(tmp, "gradebook.db")
         with Gradebook(course.db_url, course.course_id) as src, Gradebook(f"sqlite:///{path}", course.course_id) as dst:
             try:
@@ -134,6 +136,31 @@ def template_gradebook(course: Course, assignment: str) -> bytes:
                     dst.update_or_create_task_cell(cell.name, notebook.name, assignment,
                                                    max_score=cell.max_score, cell_type=cell.cell_type)
         return Path(path).read_bytes()
+
+
+@contextlib.contextmanager
+def _alembic_in_process(api):
+    """A new sqlite gradebook asks ``alembic heads`` for its schema version, in a
+    subprocess (seconds); ask alembic's API in this process instead."""
+    original = api.get_alembic_version
+
+    def head() -> str:
+        try:
+            from alembic.config import Config
+            from alembic.script import ScriptDirectory
+            from nbgrader.dbutil import ALEMBIC_DIR
+
+            config = Config()
+            config.set_main_option("script_location", ALEMBIC_DIR)
+            return ScriptDirectory.from_config(config).get_current_head()
+        except Exception:  # noqa: BLE001 - nbgrader's own way, then
+            return original()
+
+    api.get_alembic_version = head
+    try:
+        yield
+    finally:
+        api.get_alembic_version = original
 
 
 def _files(directory: Path) -> dict[str, bytes]:
@@ -215,23 +242,32 @@ class _Server:
         self.log = None
         self.tasks = 0
         self.buffer = b""
+        self.ready = False
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def start(self) -> None:
+    def spawn(self) -> None:
+        """Start the process (it then imports nbgrader; :meth:`start` waits for it)."""
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0", PYTHONUNBUFFERED="1",
                    MALLOC_ARENA_MAX="2")
         env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
         if self.log is not None:
             self.log.close()
         self.log = tempfile.TemporaryFile(prefix="nnh-server-")
-        self.buffer, self.tasks = b"", 0
+        self.buffer, self.tasks, self.ready = b"", 0, False
         self.process = subprocess.Popen([sys.executable, _SANDBOX, "serve", "--idle", str(self.IDLE)],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=env,
                                         start_new_session=True)
         with _SERVERS_LOCK:
             _SERVERS.add(self)
+
+    def start(self) -> None:
+        """Spawn the process if it is not running, and wait until it is ready."""
+        if not self.alive():
+            self.spawn()
+        if self.ready:
+            return
         try:
             line = self._read_line(self.START_TIMEOUT)
         except TimeoutError:
@@ -239,6 +275,7 @@ class _Server:
         if line != "ready":
             self.stop()
             raise RuntimeError(f"the grading process did not start: {self.stderr_since(0)[-1500:]}")
+        self.ready = True
 
     def _read_line(self, timeout: float) -> str | None:
         """The next line the server answers; None at its end; TimeoutError."""
@@ -331,6 +368,7 @@ def _kill_group(process: subprocess.Popen) -> None:
 
 
 _SERVERS: set = set()
+_PRESTARTED: list = []
 _SERVERS_LOCK = threading.Lock()
 _THREAD = threading.local()
 
@@ -340,24 +378,37 @@ def stop_servers() -> None:
     ``client.run`` on the Dask workers)."""
     with _SERVERS_LOCK:
         servers = list(_SERVERS)
+        _PRESTARTED.clear()
     for server in servers:
         server.stop()
 
 
 def close_servers() -> None:
+    """End every grading server of this process once it is idle."""
     with _SERVERS_LOCK:
         servers = list(_SERVERS)
+        _PRESTARTED.clear()
     for server in servers:
         server.close()
+
+
+def prestart_servers(count: int) -> None:
+    """Spawn ``count`` servers now, so that their imports overlap the rest of the set-up."""
+    for _ in range(count):
+        server = _Server()
+        server.spawn()
+        with _SERVERS_LOCK:
+            _PRESTARTED.append(server)
 
 
 def _thread_server() -> _Server:
     """This thread's server (a ``nnh grade`` job, or a Dask worker thread), started if needed."""
     server = getattr(_THREAD, "server", None)
-    if server is None:
-        server = _THREAD.server = _Server()
-    if not server.alive():
-        server.start()
+    if server is None or not server.alive():
+        with _SERVERS_LOCK:
+            spare = _PRESTARTED.pop() if _PRESTARTED else None
+        server = _THREAD.server = spare or _Server()
+    server.start()
     return server
 
 
@@ -578,6 +629,15 @@ def grade(args: argparse.Namespace, out=sys.stdout) -> int:
         raise GradeError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     if args.memory < 0:
         raise GradeError(f"--memory must be a number of MB (0: no cap), got {args.memory}")
+    if not args.scheduler:
+        prestart_servers(args.jobs)  # their nbgrader imports overlap reading the course
+    try:
+        return _grade(args, out)
+    finally:
+        stop_servers()  # the unused ones; the others were closed when the class was done
+
+
+def _grade(args: argparse.Namespace, out) -> int:
     course = load_course(args.course)
     assignment = args.assignment
     source_dir = course.path("source", ".", assignment)
