@@ -55,10 +55,24 @@ def make(root: Path, assignment: str, students: dict) -> Path:
     return course
 
 
+CPU = {"s": 0.0}  # CPU seconds of the commands run by timed(), with every process they waited for
+
+
 def timed(command: list[str], cwd: Path) -> float:
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, cwd=cwd, env=nbgrading.env(), check=True, capture_output=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU["s"] += (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return time.perf_counter() - start
+
+
+def cpu_seconds() -> float:
+    """CPU seconds used by timed() commands since the last call."""
+    used, CPU["s"] = CPU["s"], 0.0
+    return used
 
 
 def main() -> None:
@@ -72,10 +86,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="nnh-bench-") as tmp:
         tmp = Path(tmp)
         serial_course = make(tmp / "serial", args.assignment, students)
+        cpu_seconds()
         serial = timed([str(BIN / "nbgrader"), "autograde", args.assignment, "--force"], serial_course)
+        serial_cpu = cpu_seconds()
         parallel_course = make(tmp / "parallel", args.assignment, students)
         parallel = timed([str(BIN / "nnh"), "grade", args.assignment, "--jobs", str(args.jobs), "--force"],
                          parallel_course)
+        parallel_cpu = cpu_seconds()
         same = nbgrading.scores(serial_course, args.assignment) == nbgrading.scores(parallel_course, args.assignment)
         # seconds of each student inside nnh grade's grading processes (kernel, nbgrader, feedback)
         manifest = json.loads((parallel_course / "autograded" / ".nnh-grade" / f"{args.assignment}.json").read_text())
@@ -90,7 +107,10 @@ def main() -> None:
             bare += timed([str(BIN / "jupyter"), "nbconvert", "--to", "notebook", "--execute", "--inplace",
                            "--ExecutePreprocessor.allow_errors=True", "--ExecutePreprocessor.timeout=600",
                            str(copy)], bare_dir)
+        bare_cpu = cpu_seconds()
     n = len(students)
+    # the same comparison in CPU seconds, which another load on the machine changes far less than
+    # the wall-clock times: how much work nnh grade does per submission, next to the others
     results = {
         "assignment": args.assignment, "submissions": n, "jobs": args.jobs, "cpus": os.cpu_count(),
         "serial_nbgrader_s": round(serial, 1), "nnh_grade_s": round(parallel, 1),
@@ -101,6 +121,10 @@ def main() -> None:
         "nnh_grade_cost_over_bare": round(parallel * args.jobs / bare, 2),
         "serial_nbgrader_cost_over_bare": round(serial / bare, 2),
         "median_seconds_per_student_in_grading_process": round(inside[len(inside) // 2], 2),
+        "cpu_s": {"serial_nbgrader": round(serial_cpu, 1), "nnh_grade": round(parallel_cpu, 1),
+                  "bare_execute": round(bare_cpu, 1)},
+        "nnh_grade_cpu_over_bare": round(parallel_cpu / bare_cpu, 2),
+        "nnh_grade_cpu_over_serial_nbgrader": round(parallel_cpu / serial_cpu, 2),
         "same_scores_as_nbgrader": same,
         "load_average_1min_at_start": round(load_at_start, 2),
         "load_average_1min_at_end": round(os.getloadavg()[0], 2),
@@ -113,6 +137,9 @@ def main() -> None:
           f"serial nbgrader {serial / bare:.2f}x")
     print(f"median seconds per student inside nnh grade's grading processes: {inside[len(inside) // 2]:.2f} "
           f"({args.jobs} at a time)")
+    print(f"CPU seconds: serial nbgrader {serial_cpu:.1f}, nnh grade {parallel_cpu:.1f}, bare {bare_cpu:.1f} "
+          f"(nnh grade per submission: {parallel_cpu / bare_cpu:.2f}x bare, {parallel_cpu / serial_cpu:.2f}x serial "
+          f"nbgrader)")
     print(f"same per-cell scores as serial nbgrader: {same}")
     print(f"load average (1 min): {load_at_start:.2f} at start, {os.getloadavg()[0]:.2f} at end")
     out = save("grading", results)
