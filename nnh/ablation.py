@@ -175,11 +175,11 @@ def run(config: str, seed: int, settings: Settings = Settings(), split: data.Spl
     )
     probs = keras.ops.convert_to_numpy(result.model.predict(split.x_test, batch_size=512, verbose=0))
     probs = probs.astype(np.float64)
-    nll = float(-np.mean(np.log(np.clip(probs[np.arange(len(probs)), split.y_test], 1e-12, None))))
     return Run(config=config, seed=seed,
                accuracy=metrics.accuracy(probs, split.y_test),
                ece=metrics.expected_calibration_error(probs, split.y_test, s.n_bins),
-               confidence=metrics.mean_confidence(probs), nll=nll, seconds=result.seconds,
+               confidence=metrics.mean_confidence(probs),
+               nll=metrics.negative_log_likelihood(probs, split.y_test), seconds=result.seconds,
                probs=probs, labels=np.asarray(split.y_test))
 
 

@@ -35,7 +35,7 @@ from typing import Callable
 import keras
 import numpy as np
 
-from nnh import _validate
+from nnh import _validate, metrics
 from nnh.data import Split
 from nnh.training import RunResult, batches, make_optimizer, train_and_evaluate
 
@@ -490,10 +490,9 @@ class TestSetMonitor(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         probs = keras.ops.convert_to_numpy(self.model(self.x, training=False)).astype(np.float64)
-        picked = np.clip(probs[np.arange(len(self.labels)), self.labels], 1e-12, 1.0)
         if logs is not None:
-            logs["val_accuracy"] = float(np.mean(probs.argmax(axis=1) == self.labels))
-            logs["val_loss"] = float(-np.mean(np.log(picked)))
+            logs["val_accuracy"] = metrics.accuracy(probs, self.labels)
+            logs["val_loss"] = metrics.negative_log_likelihood(probs, self.labels)
 
 
 def fit_augmented(

@@ -166,3 +166,16 @@ def accuracy(probs, labels) -> float:
     """Fraction of examples whose arg-max class is the true class."""
     p, y = _check(probs, labels)
     return float(np.mean(p.argmax(axis=1) == y))
+
+
+def negative_log_likelihood(probs, labels) -> float:
+    """Mean cross-entropy of the true classes, ``−mean_i log p_i,y_i`` (natural log), with
+    each probability clipped to ``[1e-12, 1]`` so that a zero gives a large finite loss.
+    The same as ``keras.losses.SparseCategoricalCrossentropy()`` on probabilities.
+
+    Example:
+        >>> round(negative_log_likelihood(np.array([[0.5, 0.5], [0.1, 0.9]]), np.array([0, 1])), 4)
+        0.3993
+    """
+    p, y = _check(probs, labels)
+    return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1.0))))

@@ -224,3 +224,16 @@ def test_reliability_diagram_plot():
     assert f"ECE = {ece:.3f}" in fig.axes[0].get_title()
     assert fig.axes[0].get_xlabel() and fig.axes[0].get_ylabel()
     plt.close("all")
+
+
+def test_negative_log_likelihood_matches_keras_crossentropy():
+    import keras
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(10), size=64)
+    labels = rng.integers(0, 10, size=64)
+    expected = float(keras.losses.SparseCategoricalCrossentropy()(labels, probs.astype("float32")))
+    assert metrics.negative_log_likelihood(probs, labels) == pytest.approx(expected, rel=1e-5)
+    assert metrics.negative_log_likelihood(np.array([[1.0, 0.0]]), np.array([1])) == pytest.approx(-np.log(1e-12))
+    with pytest.raises(ValueError, match="labels must be class ids"):
+        metrics.negative_log_likelihood(probs, labels + 10)
