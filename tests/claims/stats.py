@@ -25,6 +25,11 @@ SEEDS = (0, 1, 2)
 ALPHA = 0.05
 
 
+def column(table: dict, name: str, key: str) -> np.ndarray:
+    """``table[name, seed][key]`` for every seed of :data:`SEEDS`, as an array."""
+    return np.array([table[name, s][key] for s in SEEDS])
+
+
 def _diff(a, b) -> np.ndarray:
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     assert a.shape == b.shape and a.ndim == 1 and len(a) >= 3, f"need ≥ 3 paired seeds, got {a.shape} and {b.shape}"

@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from claims.stats import SEEDS, assert_larger, assert_larger_on_every_seed, assert_smaller
+from claims.stats import SEEDS, column, assert_larger, assert_larger_on_every_seed, assert_smaller
 from nnh import data, experiments
 
 
@@ -48,30 +48,28 @@ def test_random_shifts_raise_the_test_accuracy(shifts):
                   "random shifts: higher test accuracy")
 
 
-def cal(calibration, name, key):
-    return np.array([calibration[name, s][key] for s in SEEDS])
-
 
 @pytest.mark.parametrize("name", ["label smoothing 0.1", "mixup α=0.2"])
 def test_label_smoothing_and_mixup_lower_the_confidence(calibration, name):
-    assert_smaller(cal(calibration, name, "confidence"), cal(calibration, "plain", "confidence"),
+    assert_smaller(column(calibration, name, "confidence"), column(calibration, "plain", "confidence"),
                    f"{name}: lower mean confidence than plain")
 
 
 @pytest.mark.parametrize("name", ["label smoothing 0.1", "mixup α=0.2"])
 def test_here_they_make_the_model_under_confident_and_raise_the_ece(calibration, name):
-    assert_larger(cal(calibration, name, "ECE"), cal(calibration, "plain", "ECE"),
+    assert_larger(column(calibration, name, "ECE"), column(calibration, "plain", "ECE"),
                   f"{name}: higher ECE than plain at this scale")
-    assert np.all(cal(calibration, name, "conf − acc") < 0), f"{name}: confidence below accuracy"
+    assert np.all(column(calibration, name, "conf − acc") < 0), f"{name}: confidence below accuracy"
 
 
 def test_the_plain_model_is_almost_calibrated(calibration):
-    assert np.all(np.abs(cal(calibration, "plain", "conf − acc")) < 0.03), cal(calibration, "plain", "conf − acc")
-    assert np.all(cal(calibration, "plain", "ECE") < 0.04), cal(calibration, "plain", "ECE")
+    gap = column(calibration, "plain", "conf − acc")
+    assert np.all(np.abs(gap) < 0.03), gap
+    assert np.all(column(calibration, "plain", "ECE") < 0.04), column(calibration, "plain", "ECE")
 
 
 @pytest.mark.parametrize("name", ["label smoothing 0.1", "mixup α=0.2"])
 def test_accuracy_changes_little(calibration, name):
     # "the mean accuracies differ by at most [about one] percentage point[s]"
-    a, b = cal(calibration, name, "accuracy"), cal(calibration, "plain", "accuracy")
+    a, b = column(calibration, name, "accuracy"), column(calibration, "plain", "accuracy")
     assert abs(a.mean() - b.mean()) < 0.02, (name, a, b)
