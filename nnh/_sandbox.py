@@ -12,6 +12,14 @@ the ``nnh`` package, which imports TensorFlow, is not imported):
     ``python3`` kernelspec whose ``argv`` goes through this launcher, so nbgrader's
     own ``Execute`` preprocessor starts a confined kernel without knowing it.
 
+    With ``--zygote SOCKET`` it asks that zygote for the kernel instead (see
+    below) and stands in for it; without an answer it starts a fresh one.
+
+``zygote SOCKET``
+    Imports what every kernel of the course imports (nnh, that is TensorFlow,
+    Keras, ipykernel) once, then forks one kernel per launcher that connects to
+    the Unix socket ``SOCKET``; each fork is confined as a fresh kernel is.
+
 ``worker PAYLOAD RESULT``
     Reads a pickled task (the course config, the assignment's source, one
     student's submitted files and a gradebook that holds only the assignment),
@@ -60,39 +68,232 @@ def _set_limit(kind: int, value: int) -> None:
     resource.setrlimit(kind, (value, value if hard == resource.RLIM_INFINITY or value <= hard else hard))
 
 
-def _launch_kernel(argv: list[str]) -> None:
+def _parse_launcher(argv: list[str]):
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m nnh._sandbox kernel")
+    parser = argparse.ArgumentParser(prog="python nnh/_sandbox.py kernel")
     parser.add_argument("--memory", type=int, default=0, help="address-space cap in MB (0: none)")
     parser.add_argument("--cpu", type=int, default=0, help="CPU-time cap in seconds (0: none)")
     parser.add_argument("--fsize", type=int, default=256, help="largest file the kernel may write, MB")
     parser.add_argument("--nproc", type=int, default=4096, help="tasks (processes + threads) of the sandbox user")
     parser.add_argument("--user", default="nobody", help="unprivileged user to run as when started as root")
+    parser.add_argument("--zygote", default="", help="socket of a warm-kernel server (see zygote); '' to exec")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if args.memory:
-        _set_limit(resource.RLIMIT_AS, args.memory << 20)
-    if args.cpu:
-        _set_limit(resource.RLIMIT_CPU, args.cpu)
-    _set_limit(resource.RLIMIT_FSIZE, args.fsize << 20)
+    args.command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    return args
+
+
+def _confine(limits: dict, command: list[str]) -> None:
+    """Resource limits, then (as root) the unprivileged user: what the kernel runs under."""
+    if limits["memory"]:
+        _set_limit(resource.RLIMIT_AS, limits["memory"] << 20)
+    if limits["cpu"]:
+        _set_limit(resource.RLIMIT_CPU, limits["cpu"])
+    _set_limit(resource.RLIMIT_FSIZE, limits["fsize"] << 20)
     _set_limit(resource.RLIMIT_CORE, 0)
-    if os.geteuid() == 0 and args.user:
+    if os.geteuid() == 0 and limits["user"]:
         import pwd
 
-        account = pwd.getpwnam(args.user)
+        account = pwd.getpwnam(limits["user"])
         # the connection file is written 0600 by the grader: hand it to the sandbox user
         if "-f" in command:
             connection = command[command.index("-f") + 1]
             os.chown(connection, account.pw_uid, account.pw_gid)
         # RLIMIT_NPROC counts every task of the user: only meaningful for a dedicated user
-        _set_limit(resource.RLIMIT_NPROC, args.nproc)
+        _set_limit(resource.RLIMIT_NPROC, limits["nproc"])
         os.setgroups([])
         os.setgid(account.pw_gid)
         os.setuid(account.pw_uid)
     _die_with_parent()
-    os.execvp(command[0], command)
+
+
+def _launch_kernel(argv: list[str]) -> None:
+    args = _parse_launcher(argv)
+    limits = {k: getattr(args, k) for k in ("memory", "cpu", "fsize", "nproc", "user")}
+    if args.zygote and args.command[1:3] == ["-m", "ipykernel_launcher"]:
+        code = _kernel_from_zygote(args.zygote, limits, args.command)
+        if code is not None:
+            _exit_like(code)
+    _confine(limits, args.command)
+    os.execvp(args.command[0], args.command)
+
+
+def _exit_like(code: int) -> None:
+    """End this process as the kernel ended: its exit status, or the signal that killed it."""
+    import signal
+
+    if code < 0:
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    os._exit(code if code >= 0 else 128 - code)
+
+
+# --------------------------------------------------------------------------- warm kernels (zygote)
+#
+# Every grading kernel starts by importing nnh, i.e. TensorFlow: about 4 s of CPU
+# per student, more than the rest of a student's grading.  A zygote imports it
+# once; each kernel is a fork of it (copy-on-write), confined like a fresh one.
+# The kernelspec still starts ``_sandbox.py kernel``: that launcher asks the
+# zygote for a kernel, hands it its stdin/stdout/stderr, forwards the signals
+# jupyter_client sends (interrupt, terminate) and exits as the kernel exits, so
+# jupyter_client and nbclient see an ordinary kernel process.  Without a zygote
+# (or if it does not answer) the launcher starts a fresh kernel as before.
+
+#: What the zygote imports: what every kernel of the course imports first.
+WARM_IMPORTS = ("numpy", "nnh", "keras", "scipy.stats", "ipykernel.kernelapp", "ipykernel.ipkernel")
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"  # what ipykernel sets as MPLBACKEND
+
+
+def _kernel_from_zygote(path: str, limits: dict, command: list[str]) -> int | None:
+    """Have the zygote at ``path`` fork ``command`` (``python -m ipykernel_launcher ARGS``)
+    and wait for it as if it were this process; its exit code (negative: the signal
+    that killed it), or None when no zygote answered before forking."""
+    import signal
+    import socket
+
+    _die_with_parent()  # then the zygote sees the connection close and kills the kernel
+    request = {"argv": command[3:], "cwd": os.getcwd(), "env": dict(os.environ), "limits": limits}
+    try:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        conn.connect(path)
+        socket.send_fds(conn, [json.dumps(request).encode()], [0, 1, 2])
+        answer = conn.recv(64)
+    except OSError:
+        return None
+    if not answer:
+        return None
+    pid = int(answer)
+
+    def forward(signum, _frame):
+        try:
+            os.killpg(pid, signum)  # the kernel leads its own process group, as a fresh one does
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(signum, forward)
+    try:
+        status = conn.recv(64)
+    except OSError:
+        status = b""
+    return int(status) if status else -int(signal.SIGKILL)  # no status: the zygote died, and its kernels
+
+
+def _become_kernel(request: dict, fds: list[int], inherited: list) -> None:
+    """In a fork of the zygote: become the kernel ``request`` describes; never returns."""
+    import atexit
+
+    code = 1
+    try:
+        for thing in inherited:  # the zygote's sockets, pidfds and selector
+            thing.close() if hasattr(thing, "close") else os.close(thing)
+        os.setsid()
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+        for fd in fds:
+            if fd > 2:
+                os.close(fd)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        backend = os.environ.setdefault("MPLBACKEND", INLINE_BACKEND)
+        if "matplotlib" in sys.modules:
+            sys.modules["matplotlib"].rcParams["backend"] = backend
+        _confine(request["limits"], request["argv"])
+        if "numpy" in sys.modules:
+            sys.modules["numpy"].random.seed()  # fresh entropy, as a new process has (random reseeds itself)
+        sys.argv = ["ipykernel_launcher", *request["argv"]]
+        from ipykernel import kernelapp
+
+        kernelapp.launch_new_instance()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    except BaseException:  # noqa: BLE001 - the kernel's own failure, reported on its stderr
+        traceback.print_exc()
+    finally:
+        try:
+            atexit._run_exitfuncs()  # noqa: SLF001 - what a normal interpreter exit runs
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _zygote(argv: list[str]) -> int:
+    """``zygote SOCKET``: import :data:`WARM_IMPORTS`, then fork one kernel per
+    connection on the Unix socket ``SOCKET`` (see :func:`_kernel_from_zygote`).
+    A kernel is killed when its launcher's connection closes; the launcher gets
+    the kernel's exit status when it ends.  Runs until its parent dies."""
+    import importlib
+    import selectors
+    import signal
+    import socket
+
+    _die_with_parent()
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    server.bind(argv[0])  # before the imports: launchers wait in the backlog meanwhile
+    server.listen(64)
+    os.environ.setdefault("MPLBACKEND", INLINE_BACKEND)
+    for name in WARM_IMPORTS:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - a kernel that needs it imports it (and fails) itself
+            traceback.print_exc()
+    selector = selectors.DefaultSelector()
+    selector.register(server, selectors.EVENT_READ, ("accept", 0))
+    kernels: dict[int, tuple] = {}  # pid -> (connection, pidfd)
+    while True:
+        for key, _ in selector.select():
+            what, pid = key.data
+            if what == "accept":
+                conn, _ = server.accept()
+                try:
+                    data, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+                    request = json.loads(data)
+                except (OSError, ValueError):
+                    conn.close()
+                    continue
+                if len(fds) != 3:
+                    for fd in fds:
+                        os.close(fd)
+                    conn.close()
+                    continue
+                pid = os.fork()
+                if pid == 0:
+                    _become_kernel(request, fds, [selector, server, conn, *(x for k in kernels.values() for x in k)])
+                for fd in fds:
+                    os.close(fd)
+                pidfd = os.pidfd_open(pid)
+                kernels[pid] = (conn, pidfd)
+                selector.register(pidfd, selectors.EVENT_READ, ("exit", pid))
+                selector.register(conn, selectors.EVENT_READ, ("hangup", pid))
+                try:
+                    conn.send(str(pid).encode())
+                except OSError:
+                    pass  # the launcher is gone: "hangup" kills the kernel
+            elif what == "exit":
+                conn, pidfd = kernels.pop(pid)
+                selector.unregister(pidfd)
+                os.close(pidfd)
+                _, status = os.waitpid(pid, 0)
+                if conn.fileno() >= 0:
+                    selector.unregister(conn)
+                    try:
+                        conn.send(str(os.waitstatus_to_exitcode(status)).encode())
+                    except OSError:
+                        pass
+                    conn.close()
+            else:  # "hangup": the launcher is gone (jupyter_client killed it): so is its kernel
+                conn = kernels[pid][0]
+                selector.unregister(conn)
+                conn.close()
+                for kill in (os.killpg, os.kill):
+                    try:
+                        kill(pid, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
 
 
 def _die_with_parent() -> None:
@@ -111,13 +312,14 @@ def _die_with_parent() -> None:
         pass
 
 
-def write_kernelspec(jupyter_dir: str, *, memory: int, cpu: int, user: str) -> None:
+def write_kernelspec(jupyter_dir: str, *, memory: int, cpu: int, user: str, zygote: str = "") -> None:
     """A ``python3`` kernelspec in ``jupyter_dir/kernels`` that starts ipykernel
-    through the launcher above (put ``jupyter_dir`` first on ``JUPYTER_PATH``)."""
+    through the launcher above (put ``jupyter_dir`` first on ``JUPYTER_PATH``),
+    forked from the zygote listening on ``zygote`` if given."""
     spec_dir = os.path.join(jupyter_dir, "kernels", "python3")
     os.makedirs(spec_dir, exist_ok=True)
     argv = [sys.executable, SCRIPT, "kernel", "--memory", str(memory), "--cpu", str(cpu),
-            "--user", user, "--", sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+            "--user", user, "--zygote", zygote, "--", sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     spec = {"argv": argv, "display_name": "Python 3 (ipykernel, nnh sandbox)", "language": "python",
             "metadata": {"debugger": False}}
     with open(os.path.join(spec_dir, "kernel.json"), "w") as fh:
@@ -825,7 +1027,8 @@ def work(payload: dict, tmp: str) -> dict:
     limits = payload["limits"]
     jupyter_dir, home = os.path.join(tmp, "jupyter"), os.path.join(tmp, "home")
     os.makedirs(home)
-    write_kernelspec(jupyter_dir, memory=int(limits["memory"]), cpu=int(limits["cpu"]), user=limits.get("user", ""))
+    write_kernelspec(jupyter_dir, memory=int(limits["memory"]), cpu=int(limits["cpu"]), user=limits.get("user", ""),
+                     zygote=_Zygote.current.path if _Zygote.current else "")
     os.environ["JUPYTER_PATH"] = os.pathsep.join([jupyter_dir, os.environ.get("JUPYTER_PATH", "")]).rstrip(os.pathsep)
     runtime = os.path.join(tmp, "runtime")  # connection files: the kernel must reach its own
     os.makedirs(runtime)
@@ -1031,16 +1234,66 @@ class _ProcessState:
         os.umask(self.umask)
 
 
-def _children() -> list[int]:
-    """Process ids of this process's children (Linux ``/proc``)."""
+def _children(parent: int | None = None) -> list[int]:
+    """Process ids of the children of ``parent`` (default: this process) that are
+    not zombies (Linux ``/proc``)."""
     pids = []
-    for task in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
+    for task in glob.glob(f"/proc/{parent or os.getpid()}/task/*/children"):
         try:
             with open(task) as fh:
                 pids += [int(pid) for pid in fh.read().split()]
         except OSError:
             pass
-    return pids
+    return [pid for pid in pids if not _is_zombie(pid)] if parent else pids
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] in "ZX"
+    except (OSError, IndexError):
+        return True
+
+
+class _Zygote:
+    """This grading server's zygote (see :func:`_zygote`): a child process that
+    has imported what every kernel imports, listening on a private socket."""
+
+    current: _Zygote | None = None
+
+    def __init__(self) -> None:
+        import subprocess
+        import tempfile
+
+        self.directory = tempfile.mkdtemp(prefix="nnh-zygote-")  # 0700: only the grader connects
+        self.path = os.path.join(self.directory, "socket")
+        home = os.path.join(self.directory, "home")
+        os.makedirs(home)
+        env = dict(os.environ, HOME=home, MPLCONFIGDIR=os.path.join(home, ".matplotlib"),
+                   KERAS_HOME=os.path.join(home, ".keras"), PYTHONNOUSERSITE="1")
+        self.process = subprocess.Popen([sys.executable, SCRIPT, "zygote", self.path], cwd=self.directory,
+                                        env=env, stdin=subprocess.DEVNULL)
+
+    @classmethod
+    def ensure(cls) -> None:
+        """Start the zygote, or a new one if the last one died."""
+        if os.environ.get("NNH_GRADE_ZYGOTE", "1") == "0":
+            return
+        if cls.current is not None and cls.current.process.poll() is None:
+            return
+        if cls.current is not None:
+            cls.current.close()
+        else:
+            import atexit
+
+            atexit.register(lambda: cls.current and cls.current.close())
+        cls.current = cls()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def _become_subreaper() -> None:
@@ -1062,8 +1315,9 @@ def _reap_children(rounds: int = 20) -> None:
     import signal
     import time
 
+    zygote = _Zygote.current.process.pid if _Zygote.current else None
     for _ in range(rounds):
-        pids = _children()
+        pids = [pid for pid in _children() if pid != zygote] + (_children(zygote) if zygote else [])
         if not pids:
             return
         for pid in pids:
@@ -1106,6 +1360,7 @@ def _serve(argv: list[str]) -> int:
     _die_with_parent()
     _become_subreaper()
     _setup_process()
+    _Zygote.ensure()  # its imports overlap ours
     import nbconvert.preprocessors  # noqa: F401 - the heavy imports, once
     import nbformat  # noqa: F401
     import nbgrader.api  # noqa: F401
@@ -1129,6 +1384,7 @@ def _serve(argv: list[str]) -> int:
         payload_path, result_path = json.loads(line)
         protocol.write("started\n")
         try:
+            _Zygote.ensure()
             _grade_file(payload_path, result_path)
         finally:
             state.restore()
@@ -1139,9 +1395,11 @@ def _serve(argv: list[str]) -> int:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["kernel"]:
         _launch_kernel(sys.argv[2:])
+    elif sys.argv[1:2] == ["zygote"]:
+        sys.exit(_zygote(sys.argv[2:]))
     elif sys.argv[1:2] == ["worker"]:
         sys.exit(_worker(sys.argv[2], sys.argv[3]))
     elif sys.argv[1:2] == ["serve"]:
         sys.exit(_serve(sys.argv[2:]))
     else:
-        sys.exit("usage: python nnh/_sandbox.py kernel|worker|serve ...")
+        sys.exit("usage: python nnh/_sandbox.py kernel|zygote|worker|serve ...")

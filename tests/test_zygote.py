@@ -1,0 +1,208 @@
+"""Warm kernels for ``nnh grade``: the zygote of ``nnh/_sandbox.py``.
+
+Each grading kernel is a fork of a process that has already imported nnh
+(TensorFlow), started through the same kernelspec and launcher as a fresh
+kernel.  These tests start real kernels with jupyter_client and check that a
+forked kernel is confined and isolated like a fresh one: its own limits, user,
+working folder, environment and random state, nothing of another kernel, and
+that interrupts, deaths and kills reach the right process.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from nnh import _sandbox
+
+pytestmark = pytest.mark.xdist_group("nnh-grade-solo")
+
+MEMORY = 6000  # MB; the address-space cap the kernels must report
+
+
+def sandbox_user() -> str:
+    """The user kernels run as: ``nobody`` when nnh grade would use it (as root, with
+    a Python that user can run), else none (the grader's own user)."""
+    from nnh.grade import sandbox_user_usable
+
+    return "nobody" if sandbox_user_usable("nobody") else ""
+
+
+@pytest.fixture
+def zygote():
+    _sandbox._Zygote.ensure()
+    yield _sandbox._Zygote.current
+    _sandbox._Zygote.current.close()
+    _sandbox._Zygote.current = None
+
+
+@pytest.fixture
+def spec(monkeypatch):
+    """A kernelspec and runtime folder as the grader writes them; a function
+    ``spec(zygote_path)`` that installs the spec and returns the working folder."""
+    root = Path(tempfile.mkdtemp(prefix="nnh-zygote-test-"))
+    os.chmod(root, 0o711)  # the sandbox user (as root: nobody) traverses, as in nnh grade
+    runtime = root / "runtime"
+    runtime.mkdir(mode=0o711)
+    os.chmod(runtime, 0o711)
+    work = root / "work"
+    work.mkdir()
+    user = sandbox_user()
+    if user:
+        shutil.chown(work, user)
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
+    monkeypatch.setenv("JUPYTER_PATH", str(root / "jupyter"))
+    monkeypatch.setenv("NNH_KERNEL_MARK", "from-the-launcher")
+
+    def install(zygote_path: str) -> Path:
+        _sandbox.write_kernelspec(str(root / "jupyter"), memory=MEMORY, cpu=0, user=user, zygote=zygote_path)
+        return work
+
+    yield install
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def start(work: Path):
+    from jupyter_client import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(cwd=str(work))
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=60)
+    return km, kc
+
+
+def run(kc, code: str, timeout: float = 60) -> dict:
+    """Execute ``code``; {"stdout": text, "error": ename or None}."""
+    out = {"stdout": "", "error": None}
+
+    def hook(msg):
+        if msg["msg_type"] == "stream" and msg["content"]["name"] == "stdout":
+            out["stdout"] += msg["content"]["text"]
+        elif msg["msg_type"] == "error":
+            out["error"] = msg["content"]["ename"]
+
+    kc.execute_interactive(code, output_hook=hook, timeout=timeout)
+    return out
+
+
+def value(kc, expression: str):
+    import ast
+
+    result = run(kc, f"print(repr({expression}))")
+    assert result["error"] is None, result
+    return ast.literal_eval(result["stdout"].strip())
+
+
+def stop(km, kc) -> None:
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)
+
+
+def alive(pid: int) -> bool:
+    return os.path.exists(f"/proc/{pid}") and not _sandbox._is_zombie(pid)
+
+
+PROBE = ("(os.getpid(), os.getppid(), os.getcwd(), os.environ.get('NNH_KERNEL_MARK'), "
+         "resource.getrlimit(resource.RLIMIT_AS)[0] >> 20, os.getuid(), float(np.random.rand()), "
+         "'tensorflow' in sys.modules)")
+
+
+def test_forked_kernels_are_warm_confined_and_separate(zygote, spec):
+    work = spec(zygote.path)
+    kernels = [start(work), start(work)]
+    try:
+        probes = []
+        for _, kc in kernels:
+            assert run(kc, "import os, sys, resource\nimport numpy as np")["error"] is None
+            probes.append(value(kc, PROBE))
+        for (km, _), (pid, ppid, cwd, mark, memory, uid, _, warm) in zip(kernels, probes):
+            assert ppid == zygote.process.pid, "the kernel was not forked from the zygote"
+            assert warm, "TensorFlow was not already imported"
+            assert pid != km.provisioner.process.pid  # the launcher stands in for it
+            assert Path(cwd) == work and mark == "from-the-launcher"
+            assert memory == MEMORY
+            import pwd
+
+            assert uid == (pwd.getpwnam(sandbox_user()).pw_uid if sandbox_user() else os.getuid())
+        assert probes[0][0] != probes[1][0]
+        assert probes[0][6] != probes[1][6], "two kernels share NumPy's random state"
+        # what one kernel changes in a module is not seen by the next one
+        first, second = kernels[0][1], kernels[1][1]
+        assert run(first, "import nnh, numpy\nnnh.leaked = 1\nnumpy.allclose = None")["error"] is None
+        assert value(second, "hasattr(__import__('nnh'), 'leaked') or np.allclose is None") is False
+        third = start(work)
+        kernels.append(third)
+        assert run(third[1], "import numpy as np, nnh")["error"] is None
+        assert value(third[1], "hasattr(nnh, 'leaked') or np.allclose is None") is False
+        # TensorFlow works in a fork (it was imported, never run, before the fork)
+        assert run(second, "import keras\nkeras.utils.set_random_seed(0)\n"
+                           "m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])\n"
+                           "m.compile('adam', 'mse')\n"
+                           "h = m.fit(np.ones((32, 4)), np.zeros((32, 2)), epochs=2, verbose=0)")["error"] is None
+        assert value(second, "len(h.history['loss'])") == 2
+    finally:
+        for km, kc in kernels:
+            stop(km, kc)
+
+
+def test_interrupt_death_and_kill_reach_the_forked_kernel(zygote, spec):
+    work = spec(zygote.path)
+    km, kc = start(work)
+    try:
+        pid = value(kc, "__import__('os').getpid()")
+        # interrupt: jupyter_client signals the launcher's group; the launcher forwards it
+        kc.execute("import time\nwhile True: time.sleep(0.01)")
+        time.sleep(1)
+        km.interrupt_kernel()
+        reply = kc.get_shell_msg(timeout=30)
+        assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
+        # the kernel ends itself: the launcher ends with the same exit status
+        kc.execute("import os; os._exit(3)")
+        deadline = time.monotonic() + 30
+        while km.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not km.is_alive() and km.provisioner.process.returncode == 3
+        assert not alive(pid)
+    finally:
+        stop(km, kc)
+    # jupyter_client kills the launcher (SIGKILL): the zygote kills its kernel
+    km, kc = start(work)
+    pid = value(kc, "__import__('os').getpid()")
+    stop(km, kc)
+    deadline = time.monotonic() + 10
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(pid)
+    assert zygote.process.poll() is None, "the zygote died with a kernel"
+
+
+def test_without_a_zygote_the_launcher_starts_a_fresh_kernel(zygote, spec):
+    work = spec(zygote.path)
+    os.kill(zygote.process.pid, signal.SIGKILL)
+    zygote.process.wait()
+    km, kc = start(work)
+    try:
+        assert run(kc, "import os, sys, resource\nimport numpy as np")["error"] is None
+        pid, ppid, cwd, mark, memory, *_ = value(kc, PROBE)
+        assert pid == km.provisioner.process.pid, "a fresh kernel is the launcher itself (exec)"
+        assert Path(cwd) == work and mark == "from-the-launcher" and memory == MEMORY
+    finally:
+        stop(km, kc)
+    _sandbox._Zygote.ensure()  # a dead zygote is replaced before the next student
+    assert _sandbox._Zygote.current is not zygote and _sandbox._Zygote.current.process.poll() is None
+
+
+def test_zygote_can_be_switched_off(monkeypatch):
+    monkeypatch.setenv("NNH_GRADE_ZYGOTE", "0")
+    monkeypatch.setattr(_sandbox._Zygote, "current", None)
+    _sandbox._Zygote.ensure()
+    assert _sandbox._Zygote.current is None
