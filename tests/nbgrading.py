@@ -9,6 +9,7 @@ runs ``nbgrader autograde`` and reads the scores from the gradebook.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -43,15 +44,33 @@ def env() -> dict[str, str]:
     return environment
 
 
-def nbgrader(course: Path, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
-    """Run ``nbgrader ARGS`` in ``course``; fail with its output if it fails."""
+def nbgrader(course: Path, *args: str, timeout: float = 1800,
+             environment: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``nbgrader ARGS`` in ``course`` (in ``environment``, default :func:`env`);
+    fail with its output if it fails."""
     result = subprocess.run(
-        [str(BIN / "nbgrader"), *args], cwd=course, env=env(), capture_output=True, text=True,
-        timeout=timeout,
+        [str(BIN / "nbgrader"), *args], cwd=course, env=environment or env(), capture_output=True,
+        text=True, timeout=timeout,
     )
     if result.returncode != 0:
         raise AssertionError(f"nbgrader {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+@contextlib.contextmanager
+def warm_kernels(course: Path):
+    """The grading environment, with a ``python3`` kernelspec whose kernels are forked
+    from a zygote that has imported nnh (``nnh grade``'s warm kernels, without its
+    limits): a plain ``nbgrader`` run in it skips the TensorFlow import per student."""
+    from nnh import _sandbox
+
+    zygote = _sandbox._Zygote()  # noqa: SLF001 - the grader's own mechanism, on purpose
+    try:
+        jupyter = course / ".jupyter-warm"
+        _sandbox.write_kernelspec(str(jupyter), memory=0, cpu=0, user="", zygote=zygote.path)
+        yield {**env(), "JUPYTER_PATH": str(jupyter)}
+    finally:
+        zygote.close()
 
 
 def make_course(root: Path, assignment: str) -> Path:

@@ -2,9 +2,14 @@
 
 The submissions of assignment ``a`` are in ``submissions_<a>.py``: the
 reference, correct answers in another style, and wrong answers that each make
-one plausible mistake.  Each assignment's class is split into two course roots
-so that ``pytest -n 2`` grades them in parallel; each course is graded once, by
-one ``nbgrader autograde`` run, on the xdist worker of its group.
+one plausible mistake.  Each assignment's class is split into course roots
+graded by one ``nbgrader autograde`` run each, on the xdist worker of its group:
+
+* the honest students (the correct answers and the blank release) exactly as an
+  instructor grades them: plain ``nbgrader autograde`` and fresh kernels;
+* the wrong answers, in two halves, by the same ``nbgrader autograde`` with
+  kernels forked from a warm zygote (what ``nnh grade`` does, see
+  ``tests/test_zygote.py``), which saves the TensorFlow import of each kernel.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import pytest
 import nbgrading
 
 ASSIGNMENTS = sorted(p.parent.name for p in (nbgrading.REPO / "solutions").glob("*/*.ipynb"))
-N_BATCHES = 2
+N_WRONG_BATCHES = 2
 
 
 def submissions(assignment: str):
@@ -30,8 +35,10 @@ def students(assignment: str) -> dict[str, dict[str, str]]:
 
 
 def batches(assignment: str) -> list[list[str]]:
-    names = sorted(students(assignment))
-    return [names[i::N_BATCHES] for i in range(N_BATCHES)]
+    """The honest students first (graded on fresh kernels), then the wrong ones."""
+    module = submissions(assignment)
+    wrong = sorted(module.WRONG)
+    return [["blank", *sorted(module.CORRECT)]] + [wrong[i::N_WRONG_BATCHES] for i in range(N_WRONG_BATCHES)]
 
 
 def batch_of(assignment: str, student: str) -> int:
@@ -48,7 +55,11 @@ def graded(assignment: str, batch: int, tmp_path_factory) -> dict:
         answers = students(assignment)
         for student in batches(assignment)[batch]:
             nbgrading.submit(course, assignment, student, answers[student])
-        nbgrading.nbgrader(course, "autograde", assignment, "--force")
+        if batch == 0:
+            nbgrading.nbgrader(course, "autograde", assignment, "--force")
+        else:
+            with nbgrading.warm_kernels(course) as environment:
+                nbgrading.nbgrader(course, "autograde", assignment, "--force", environment=environment)
         _graded[assignment, batch] = nbgrading.scores(course, assignment)
     return _graded[assignment, batch]
 
