@@ -57,6 +57,10 @@ def main() -> None:
     out = save("suite", results)
     print(f"wrote {out.relative_to(REPO)} (key 'suite')")
     if run.returncode != 0:
+        failures = [line for line in run.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
+        log = Path(tempfile.gettempdir()) / "nnh-bench-suite.log"
+        log.write_text(run.stdout + run.stderr)
+        print("\n".join(failures[:40]) + f"\n(the whole output is in {log})")
         sys.exit(f"the test suite failed (exit {run.returncode})")
 
 

@@ -180,6 +180,17 @@ def _kernel_from_zygote(path: str, limits: dict, command: list[str]) -> int | No
     return int(status) if status else -int(signal.SIGKILL)  # no status: the zygote died, and its kernels
 
 
+def _set_dumpable(flag: bool) -> None:
+    """Linux ``PR_SET_DUMPABLE``: a process that is not dumpable cannot be traced, nor
+    its memory read or written through ``/proc``, by other processes of its user."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, int(flag), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _become_kernel(request: dict, fds: list[int], inherited: list) -> None:
     """In a fork of the zygote: become the kernel ``request`` describes; never returns."""
     import atexit
@@ -189,6 +200,7 @@ def _become_kernel(request: dict, fds: list[int], inherited: list) -> None:
         for thing in inherited:  # the zygote's sockets, pidfds and selector
             thing.close() if hasattr(thing, "close") else os.close(thing)
         os.setsid()
+        _set_dumpable(True)  # as a fresh process (the zygote is not, see _zygote)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
         for fd in fds:
@@ -241,6 +253,9 @@ def _zygote(argv: list[str]) -> int:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - a kernel that needs it imports it (and fails) itself
             traceback.print_exc()
+    # a kernel runs as the grader's user when it cannot run as another one: it must
+    # not reach into the zygote's memory (ptrace, /proc/PID/mem) to change the next kernels
+    _set_dumpable(False)
     selector = selectors.DefaultSelector()
     selector.register(server, selectors.EVENT_READ, ("accept", 0))
     kernels: dict[int, tuple] = {}  # pid -> (connection, pidfd)

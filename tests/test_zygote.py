@@ -113,7 +113,7 @@ def alive(pid: int) -> bool:
 
 PROBE = ("(os.getpid(), os.getppid(), os.getcwd(), os.environ.get('NNH_KERNEL_MARK'), "
          "resource.getrlimit(resource.RLIMIT_AS)[0] >> 20, os.getuid(), float(np.random.rand()), "
-         "'tensorflow' in sys.modules)")
+         "'tensorflow' in sys.modules, __import__('ctypes').CDLL(None).prctl(3, 0, 0, 0, 0))")
 
 
 def test_forked_kernels_are_warm_confined_and_separate(zygote, spec):
@@ -124,12 +124,13 @@ def test_forked_kernels_are_warm_confined_and_separate(zygote, spec):
         for _, kc in kernels:
             assert run(kc, "import os, sys, resource\nimport numpy as np")["error"] is None
             probes.append(value(kc, PROBE))
-        for (km, _), (pid, ppid, cwd, mark, memory, uid, _, warm) in zip(kernels, probes):
+        for (km, _), (pid, ppid, cwd, mark, memory, uid, _, warm, dumpable) in zip(kernels, probes):
             assert ppid == zygote.process.pid, "the kernel was not forked from the zygote"
             assert warm, "TensorFlow was not already imported"
             assert pid != km.provisioner.process.pid  # the launcher stands in for it
             assert Path(cwd) == work and mark == "from-the-launcher"
             assert memory == MEMORY
+            assert dumpable == 1, "the kernel kept the zygote's protection from tracing"
             import pwd
 
             assert uid == (pwd.getpwnam(sandbox_user()).pw_uid if sandbox_user() else os.getuid())
