@@ -1408,6 +1408,11 @@ def _serve(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    import signal
+
+    # a signal mask survives fork and exec: nnh grade's threads block SIGINT (Ctrl-C is
+    # the main thread's), but the kernels this starts must get jupyter_client's interrupt
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
     if sys.argv[1:2] == ["kernel"]:
         _launch_kernel(sys.argv[2:])
     elif sys.argv[1:2] == ["zygote"]:

@@ -724,8 +724,28 @@ def _grade(args: argparse.Namespace, out) -> int:
     return 130 if interrupted else 0
 
 
+def _block_sigint() -> None:
+    """Block SIGINT in this thread.  Ctrl-C must reach the main thread: a signal that
+    Linux hands to another thread (as it does while the main thread blocks it during
+    a merge) sets Python's flag without waking the main thread, and can be lost."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
+@contextlib.contextmanager
+def _threads_without_sigint():
+    """Threads started in this block (they inherit the signal mask) block SIGINT."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _grade_locally(jobs: int, payloads: list[dict], wall: float, finish) -> None:
-    executor = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="nnh-grade")
+    executor = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="nnh-grade", initializer=_block_sigint)
     futures = {executor.submit(run_task, p, wall): p["student"] for p in payloads}
     pending = set(futures)
     try:
@@ -749,7 +769,9 @@ def _grade_on_dask(address: str, payloads: list[dict], wall: float, finish) -> N
         from distributed import Client, as_completed
     except ImportError:  # pragma: no cover - depends on the installation
         raise GradeError("--scheduler needs Dask: pip install 'dask[distributed]'") from None
-    with Client(address) as client:
+    with _threads_without_sigint():
+        client = Client(address)
+    with client:
         futures = [client.submit(run_task, p, wall, pure=False, retries=0,
                                  key=f"nnh-grade-{p['assignment']}-{p['student']}-{p['digest'][:12]}")
                    for p in payloads]
