@@ -678,11 +678,11 @@ def _grade(args: argparse.Namespace, out) -> int:
 
     progress = Progress(len(todo))
     interrupted = False
+    merge_state = {"merging": False, "ctrl_c": False}
 
     def finish(result: dict) -> None:
-        # one student's merge is atomic with respect to Ctrl-C
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if threading.current_thread() is \
-            threading.main_thread() else None
+        # one student's merge is atomic with respect to Ctrl-C: see _deferred_ctrl_c
+        merge_state["merging"] = True
         try:
             student = result["student"]
             score, max_score = merge(course, assignment, result, notebooks)
@@ -692,14 +692,16 @@ def _grade(args: argparse.Namespace, out) -> int:
             save_manifest(course, assignment, manifest)
             progress.update(student, result["status"])
         finally:
-            if old is not None:
-                signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            merge_state["merging"] = False
+        if merge_state["ctrl_c"]:
+            raise KeyboardInterrupt
 
     try:
-        if todo and args.scheduler:
-            _grade_on_dask(args.scheduler, [payloads[s] for s in todo], wall, finish)
-        elif todo:
-            _grade_locally(args.jobs, [payloads[s] for s in todo], wall, finish)
+        with _deferred_ctrl_c(merge_state):
+            if todo and args.scheduler:
+                _grade_on_dask(args.scheduler, [payloads[s] for s in todo], wall, finish)
+            elif todo:
+                _grade_locally(args.jobs, [payloads[s] for s in todo], wall, finish)
     except KeyboardInterrupt:
         interrupted = True
         print(f"\ninterrupted: {progress.done} student(s) graded and kept, "
@@ -724,28 +726,33 @@ def _grade(args: argparse.Namespace, out) -> int:
     return 130 if interrupted else 0
 
 
-def _block_sigint() -> None:
-    """Block SIGINT in this thread.  Ctrl-C must reach the main thread: a signal that
-    Linux hands to another thread (as it does while the main thread blocks it during
-    a merge) sets Python's flag without waking the main thread, and can be lost."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-
-
 @contextlib.contextmanager
-def _threads_without_sigint():
-    """Threads started in this block (they inherit the signal mask) block SIGINT."""
-    if threading.current_thread() is not threading.main_thread():
+def _deferred_ctrl_c(state: dict):
+    """Ctrl-C raises KeyboardInterrupt, except while ``state["merging"]``: then it
+    sets ``state["ctrl_c"]`` and the merge raises it when done.  (Not by blocking
+    SIGINT during the merge: Linux then hands the signal to another thread, e.g.
+    one of OpenBLAS's, where CPython 3.11 may not wake the main thread for it.)
+    A SIGINT that is ignored (a background job) stays ignored."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+    def handler(signum, frame):
+        if state["merging"]:
+            state["ctrl_c"] = True
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _grade_locally(jobs: int, payloads: list[dict], wall: float, finish) -> None:
-    executor = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="nnh-grade", initializer=_block_sigint)
+    executor = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="nnh-grade")
     futures = {executor.submit(run_task, p, wall): p["student"] for p in payloads}
     pending = set(futures)
     try:
@@ -769,9 +776,7 @@ def _grade_on_dask(address: str, payloads: list[dict], wall: float, finish) -> N
         from distributed import Client, as_completed
     except ImportError:  # pragma: no cover - depends on the installation
         raise GradeError("--scheduler needs Dask: pip install 'dask[distributed]'") from None
-    with _threads_without_sigint():
-        client = Client(address)
-    with client:
+    with Client(address) as client:
         futures = [client.submit(run_task, p, wall, pure=False, retries=0,
                                  key=f"nnh-grade-{p['assignment']}-{p['student']}-{p['digest'][:12]}")
                    for p in payloads]

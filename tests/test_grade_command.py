@@ -208,6 +208,32 @@ def test_interrupted_run_resumes_to_the_same_gradebook(graded, tmp_path):
     assert gradeclass.read_csv(course / "again.csv")["s02_blank"]["score"] == "19.0"
 
 
+def test_ctrl_c_during_a_merge_waits_for_its_end():
+    """Ctrl-C interrupts at once, except during a student's merge: then right after it.
+    SIGINT is never blocked (a blocked signal goes to another thread and can be lost)."""
+    from nnh import grade as g
+
+    state = {"merging": False, "ctrl_c": False}
+    with g._deferred_ctrl_c(state):
+        assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == set()
+        state["merging"] = True
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)  # the handler runs: no KeyboardInterrupt inside a merge
+        assert state["ctrl_c"] is True
+        state["merging"] = False
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # a Ctrl-C the user's shell makes the command ignore (a background job) stays ignored
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with g._deferred_ctrl_c(state):
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.xdist_group("nnh-grade-solo")
 def test_bad_input_is_a_clear_error(tmp_path, capsys, monkeypatch):
     from nnh import grade as g
