@@ -233,6 +233,15 @@ def _become_kernel(request: dict, fds: list[int], inherited: list) -> None:
             os._exit(code)
 
 
+def _stale(fileobj, kernel: tuple | None, what: str) -> bool:
+    """Is a ready ``exit`` (pidfd) or ``hangup`` (connection) event of the zygote about
+    a kernel it has already dealt with earlier in the same batch of events?"""
+    if kernel is None:
+        return True
+    conn, pidfd = kernel
+    return fileobj != pidfd if what == "exit" else (fileobj is not conn or conn.fileno() < 0)
+
+
 def _zygote(argv: list[str]) -> int:
     """``zygote SOCKET``: import :data:`WARM_IMPORTS`, then fork one kernel per
     connection on the Unix socket ``SOCKET`` (see :func:`_kernel_from_zygote`).
@@ -262,6 +271,8 @@ def _zygote(argv: list[str]) -> int:
     while True:
         for key, _ in selector.select():
             what, pid = key.data
+            if what != "accept" and _stale(key.fileobj, kernels.get(pid), what):
+                continue  # handled earlier in this batch (the kernel ended and its launcher went)
             if what == "accept":
                 conn, _ = server.accept()
                 try:

@@ -183,8 +183,13 @@ def test_interrupted_run_resumes_to_the_same_gradebook(graded, tmp_path):
     _, _, book, _ = graded
     course = gradeclass.make_class(tmp_path / "resume", RESUME_SUBSET)
     manifest = course / "autograded" / ".nnh-grade" / f"{A}.json"
-    process = subprocess.Popen([NNH, "grade", A, "--jobs", "1", "--timeout", str(TIMEOUT)], cwd=course,
-                               env=nbgrading.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # as typed in a terminal: Ctrl-C not ignored (SIG_IGN and a signal mask are inherited
+    # through exec, and this test process may have either from code run before)
+    terminal = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                "signal.pthread_sigmask(signal.SIG_SETMASK, set()); os.execv(sys.argv[1], sys.argv[1:])")
+    process = subprocess.Popen([sys.executable, "-c", terminal, NNH, "grade", A, "--jobs", "1", "--timeout",
+                                str(TIMEOUT)], cwd=course, env=nbgrading.env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 600
     while not manifest.exists() and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.2)
@@ -213,12 +218,25 @@ def test_ctrl_c_during_a_merge_waits_for_its_end():
     SIGINT is never blocked (a blocked signal goes to another thread and can be lost)."""
     from nnh import grade as g
 
+    assert threading.current_thread() is threading.main_thread()
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh `nnh` process
+    mask = signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    try:
+        _check_deferred_ctrl_c(g)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _check_deferred_ctrl_c(g) -> None:
     state = {"merging": False, "ctrl_c": False}
     with g._deferred_ctrl_c(state):
         assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == set()
         state["merging"] = True
         os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.1)  # the handler runs: no KeyboardInterrupt inside a merge
+        deadline = time.monotonic() + 2
+        while not state["ctrl_c"] and time.monotonic() < deadline:
+            time.sleep(0.01)  # the handler runs: no KeyboardInterrupt inside a merge
         assert state["ctrl_c"] is True
         state["merging"] = False
         with pytest.raises(KeyboardInterrupt):
