@@ -338,14 +338,21 @@ def _die_with_parent() -> None:
         pass
 
 
+def _private_home(home: str) -> dict[str, str]:
+    """Environment variables that point a kernel's per-user files (home, matplotlib and
+    Keras configuration and caches, user site-packages) at the empty folder ``home``."""
+    return {"HOME": home, "MPLCONFIGDIR": os.path.join(home, ".matplotlib"),
+            "KERAS_HOME": os.path.join(home, ".keras"), "PYTHONNOUSERSITE": "1"}
+
+
 def write_kernelspec(jupyter_dir: str, *, memory: int, cpu: int, user: str, zygote: str = "") -> None:
     """A ``python3`` kernelspec in ``jupyter_dir/kernels`` that starts ipykernel
     through the launcher above (put ``jupyter_dir`` first on ``JUPYTER_PATH``),
     forked from the zygote listening on ``zygote`` if given."""
     spec_dir = os.path.join(jupyter_dir, "kernels", "python3")
     os.makedirs(spec_dir, exist_ok=True)
-    argv = [sys.executable, SCRIPT, "kernel", "--memory", str(memory), "--cpu", str(cpu),
-            "--user", user, "--zygote", zygote, "--", sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    argv = [sys.executable, SCRIPT, "kernel", "--memory", str(memory), "--cpu", str(cpu), "--user", user,
+            "--zygote", zygote, "--", sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     spec = {"argv": argv, "display_name": "Python 3 (ipykernel, nnh sandbox)", "language": "python",
             "metadata": {"debugger": False}}
     with open(os.path.join(spec_dir, "kernel.json"), "w") as fh:
@@ -1059,9 +1066,7 @@ def work(payload: dict, tmp: str) -> dict:
     runtime = os.path.join(tmp, "runtime")  # connection files: the kernel must reach its own
     os.makedirs(runtime)
     os.chmod(runtime, 0o711)
-    os.environ.update(JUPYTER_RUNTIME_DIR=runtime, HOME=home, MPLCONFIGDIR=os.path.join(home, ".matplotlib"),
-                      KERAS_HOME=os.path.join(home, ".keras"),
-                      PYTHONNOUSERSITE="1")
+    os.environ.update(JUPYTER_RUNTIME_DIR=runtime, **_private_home(home))
 
     if os.geteuid() == 0 and limits.get("user"):
         import pwd
@@ -1261,8 +1266,9 @@ class _ProcessState:
 
 
 def _children(parent: int | None = None) -> list[int]:
-    """Process ids of the children of ``parent`` (default: this process) that are
-    not zombies (Linux ``/proc``)."""
+    """Process ids of the children of ``parent`` (default: this process; Linux ``/proc``).
+    This process's zombies are included (the caller reaps them with ``waitpid``);
+    another process's are left out (it reaps them itself)."""
     pids = []
     for task in glob.glob(f"/proc/{parent or os.getpid()}/task/*/children"):
         try:
@@ -1295,8 +1301,7 @@ class _Zygote:
         self.path = os.path.join(self.directory, "socket")
         home = os.path.join(self.directory, "home")
         os.makedirs(home)
-        env = dict(os.environ, HOME=home, MPLCONFIGDIR=os.path.join(home, ".matplotlib"),
-                   KERAS_HOME=os.path.join(home, ".keras"), PYTHONNOUSERSITE="1")
+        env = dict(os.environ, **_private_home(home))  # what a kernel's imports read: as in work()
         self.process = subprocess.Popen([sys.executable, SCRIPT, "zygote", self.path], cwd=self.directory,
                                         env=env, stdin=subprocess.DEVNULL)
 
@@ -1421,8 +1426,8 @@ def _serve(argv: list[str]) -> int:
 if __name__ == "__main__":
     import signal
 
-    # a signal mask survives fork and exec: nnh grade's threads block SIGINT (Ctrl-C is
-    # the main thread's), but the kernels this starts must get jupyter_client's interrupt
+    # a signal mask survives fork and exec, whoever blocked what before starting us: the
+    # kernels this starts must get jupyter_client's interrupt (SIGINT)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     if sys.argv[1:2] == ["kernel"]:
         _launch_kernel(sys.argv[2:])

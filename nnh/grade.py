@@ -730,9 +730,9 @@ def _grade(args: argparse.Namespace, out) -> int:
 def _deferred_ctrl_c(state: dict):
     """Ctrl-C raises KeyboardInterrupt, except while ``state["merging"]``: then it
     sets ``state["ctrl_c"]`` and the merge raises it when done.  (Not by blocking
-    SIGINT during the merge: Linux then hands the signal to another thread, e.g.
-    one of OpenBLAS's, where CPython 3.11 may not wake the main thread for it.)
-    A SIGINT that is ignored (a background job) stays ignored."""
+    SIGINT during the merge: while the main thread blocks it, Linux hands a Ctrl-C
+    to another thread of the process, e.g. one of OpenBLAS's.)  A SIGINT that is
+    ignored (a background job) stays ignored."""
     if threading.current_thread() is not threading.main_thread() or \
             signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         yield
