@@ -55,24 +55,17 @@ def make(root: Path, assignment: str, students: dict) -> Path:
     return course
 
 
-CPU = {"s": 0.0}  # CPU seconds of the commands run by timed(), with every process they waited for
-
-
-def timed(command: list[str], cwd: Path) -> float:
+def timed(command: list[str], cwd: Path) -> tuple[float, float]:
+    """Run ``command``: its wall-clock seconds, and the CPU seconds of it and of every
+    process it waited for."""
     import resource
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, cwd=cwd, env=nbgrading.env(), check=True, capture_output=True)
+    wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    CPU["s"] += (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return time.perf_counter() - start
-
-
-def cpu_seconds() -> float:
-    """CPU seconds used by timed() commands since the last call."""
-    used, CPU["s"] = CPU["s"], 0.0
-    return used
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -86,28 +79,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="nnh-bench-") as tmp:
         tmp = Path(tmp)
         serial_course = make(tmp / "serial", args.assignment, students)
-        cpu_seconds()
-        serial = timed([str(BIN / "nbgrader"), "autograde", args.assignment, "--force"], serial_course)
-        serial_cpu = cpu_seconds()
+        serial, serial_cpu = timed([str(BIN / "nbgrader"), "autograde", args.assignment, "--force"], serial_course)
         parallel_course = make(tmp / "parallel", args.assignment, students)
-        parallel = timed([str(BIN / "nnh"), "grade", args.assignment, "--jobs", str(args.jobs), "--force"],
-                         parallel_course)
-        parallel_cpu = cpu_seconds()
+        parallel, parallel_cpu = timed([str(BIN / "nnh"), "grade", args.assignment, "--jobs", str(args.jobs),
+                                        "--force"], parallel_course)
         same = nbgrading.scores(serial_course, args.assignment) == nbgrading.scores(parallel_course, args.assignment)
         # seconds of each student inside nnh grade's grading processes (kernel, nbgrader, feedback)
         manifest = json.loads((parallel_course / "autograded" / ".nnh-grade" / f"{args.assignment}.json").read_text())
         inside = sorted(record["seconds"] for record in manifest.values())
         bare_dir = tmp / "bare"
         bare_dir.mkdir()
-        bare = 0.0
+        bare = bare_cpu = 0.0
         for student in students:
             graded = nbgrading.notebook_path(serial_course, "autograded", args.assignment, student)
             copy = bare_dir / f"{student}.ipynb"
             shutil.copy(graded, copy)
-            bare += timed([str(BIN / "jupyter"), "nbconvert", "--to", "notebook", "--execute", "--inplace",
-                           "--ExecutePreprocessor.allow_errors=True", "--ExecutePreprocessor.timeout=600",
-                           str(copy)], bare_dir)
-        bare_cpu = cpu_seconds()
+            wall, cpu = timed([str(BIN / "jupyter"), "nbconvert", "--to", "notebook", "--execute", "--inplace",
+                               "--ExecutePreprocessor.allow_errors=True", "--ExecutePreprocessor.timeout=600",
+                               str(copy)], bare_dir)
+            bare, bare_cpu = bare + wall, bare_cpu + cpu
     n = len(students)
     # the same comparison in CPU seconds, which another load on the machine changes far less than
     # the wall-clock times: how much work nnh grade does per submission, next to the others

@@ -48,7 +48,6 @@ def test_random_shifts_raise_the_test_accuracy(shifts):
                   "random shifts: higher test accuracy")
 
 
-
 @pytest.mark.parametrize("name", ["label smoothing 0.1", "mixup α=0.2"])
 def test_label_smoothing_and_mixup_lower_the_confidence(calibration, name):
     assert_smaller(column(calibration, name, "confidence"), column(calibration, "plain", "confidence"),

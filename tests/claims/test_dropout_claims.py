@@ -23,7 +23,6 @@ def rows(trained, split):
             for seed, runs in trained.items() for name, run in runs.items()}
 
 
-
 def test_every_model_memorizes_the_training_set(rows):
     for name in experiments.DROPOUT_VARIANTS:
         assert np.all(column(rows, name, "train_acc") >= 0.99), (name, column(rows, name, "train_acc"))

@@ -26,7 +26,6 @@ def reports(split):
     return out
 
 
-
 def test_without_a_penalty_the_validation_loss_rises_after_its_minimum(reports):
     # "its validation loss rises by X % after epoch N"
     end = np.array([reports["none", s]["val_loss"][-1] for s in SEEDS])
