@@ -243,8 +243,8 @@ def _stale(fileobj, kernel: tuple | None, what: str) -> bool:
 
 
 def _zygote(argv: list[str]) -> int:
-    """``zygote SOCKET``: import :data:`WARM_IMPORTS`, then fork one kernel per
-    connection on the Unix socket ``SOCKET`` (see :func:`_kernel_from_zygote`).
+    """``zygote FD``: import :data:`WARM_IMPORTS`, then fork one kernel per
+    connection on the listening Unix socket ``FD`` (see :func:`_kernel_from_zygote`).
     A kernel is killed when its launcher's connection closes; the launcher gets
     the kernel's exit status when it ends.  Runs until its parent dies."""
     import importlib
@@ -253,9 +253,9 @@ def _zygote(argv: list[str]) -> int:
     import socket
 
     _die_with_parent()
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    server.bind(argv[0])  # before the imports: launchers wait in the backlog meanwhile
-    server.listen(64)
+    # the listening socket, bound by the grader before starting us (see _Zygote): a
+    # launcher that connects while we import waits in its backlog, never finds no socket
+    server = socket.socket(fileno=int(argv[0]))
     os.environ.setdefault("MPLBACKEND", INLINE_BACKEND)
     for name in WARM_IMPORTS:
         try:
@@ -1294,6 +1294,7 @@ class _Zygote:
     current: _Zygote | None = None
 
     def __init__(self) -> None:
+        import socket
         import subprocess
         import tempfile
 
@@ -1302,8 +1303,17 @@ class _Zygote:
         home = os.path.join(self.directory, "home")
         os.makedirs(home)
         env = dict(os.environ, **_private_home(home))  # what a kernel's imports read: as in work()
-        self.process = subprocess.Popen([sys.executable, SCRIPT, "zygote", self.path], cwd=self.directory,
-                                        env=env, stdin=subprocess.DEVNULL)
+        # bound and listening before the zygote starts: a kernel launched right after this
+        # (the first student) must find the socket, not fall back to a fresh kernel
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            server.bind(self.path)
+            server.listen(64)
+            self.process = subprocess.Popen([sys.executable, SCRIPT, "zygote", str(server.fileno())],
+                                            cwd=self.directory, env=env, stdin=subprocess.DEVNULL,
+                                            pass_fds=[server.fileno()])
+        finally:
+            server.close()  # the zygote has its own copy
 
     @classmethod
     def ensure(cls) -> None:

@@ -111,6 +111,20 @@ def alive(pid: int) -> bool:
     return os.path.exists(f"/proc/{pid}") and not _sandbox._is_zombie(pid)
 
 
+def processes(**pids: int) -> str:
+    """What a failed assertion should tell: the state of each process (Linux /proc)."""
+    said = []
+    for name, pid in pids.items():
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            wchan = Path(f"/proc/{pid}/wchan").read_text()
+            threads = len(os.listdir(f"/proc/{pid}/task"))
+            said.append(f"{name} {pid}: state {stat[0]}, parent {stat[1]}, {threads} thread(s), waiting in {wchan}")
+        except OSError:
+            said.append(f"{name} {pid}: gone")
+    return "; ".join(said)
+
+
 PROBE = ("(os.getpid(), os.getppid(), os.getcwd(), os.environ.get('NNH_KERNEL_MARK'), "
          "resource.getrlimit(resource.RLIMIT_AS)[0] >> 20, os.getuid(), float(np.random.rand()), "
          "'tensorflow' in sys.modules, __import__('ctypes').CDLL(None).prctl(3, 0, 0, 0, 0))")
@@ -157,9 +171,10 @@ def test_forked_kernels_are_warm_confined_and_separate(zygote, spec):
 
 def test_interrupt_death_and_kill_reach_the_forked_kernel(zygote, spec):
     work = spec(zygote.path)
-    km, kc = start(work)
+    km, kc = start(work)  # at once: the zygote is still importing, the launcher waits for it
     try:
-        pid = value(kc, "__import__('os').getpid()")
+        pid, ppid = value(kc, "(__import__('os').getpid(), __import__('os').getppid())")
+        assert ppid == zygote.process.pid, "a fresh kernel, not a fork of the zygote"
         # interrupt: jupyter_client signals the launcher's group; the launcher forwards it
         kc.execute("import time\nwhile True: time.sleep(0.01)")
         time.sleep(1)
@@ -168,11 +183,13 @@ def test_interrupt_death_and_kill_reach_the_forked_kernel(zygote, spec):
         assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
         # the kernel ends itself: the launcher ends with the same exit status
         kc.execute("import os; os._exit(3)")
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while km.is_alive() and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not km.is_alive() and km.provisioner.process.returncode == 3
-        assert not alive(pid)
+        state = processes(launcher=km.provisioner.process.pid, kernel=pid, zygote=zygote.process.pid)
+        assert not km.is_alive(), state
+        assert km.provisioner.process.returncode == 3, state
+        assert not alive(pid), state
     finally:
         stop(km, kc)
     # jupyter_client kills the launcher (SIGKILL): the zygote kills its kernel
