@@ -70,7 +70,7 @@ book: $(STAMP) $(VENDOR)
 
 ## make test: install, then every test (library, notebooks, grading, book build)
 test: $(STAMP) $(VENDOR) system-deps
-	CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -n 2 --dist loadgroup
+	CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -n 2 --dist loadgroup --durations=15
 
 ## make exercises: regenerate exercises/ (nbgrader release) from solutions/ (source)
 exercises: $(STAMP)
