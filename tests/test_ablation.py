@@ -1,5 +1,6 @@
 """nnh.ablation (the capstone experiment) and the `nnh ablation` command."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -44,6 +45,21 @@ def test_unknown_config_and_empty_seeds_are_errors():
         ablation.run_grid(["baseline"], [], TINY)
     with pytest.raises(ValueError, match="seed"):
         ablation.run("baseline", -1, TINY)
+
+
+def test_grid_trains_seed_by_seed_and_returns_config_by_config(monkeypatch):
+    trained = []
+
+    def fake_run(config, seed, settings, split):
+        trained.append((config, seed))
+        return dataclasses.replace(fake_runs({config: [0.5]})[0], seed=seed)
+
+    monkeypatch.setattr(ablation, "load_data", lambda settings: None)
+    monkeypatch.setattr(ablation, "run", fake_run)
+    runs = ablation.run_grid(["+ L2", "baseline"], [2, 0], TINY)
+    # a drift of the machine's speed falls on every configuration alike
+    assert trained == [("+ L2", 2), ("baseline", 2), ("+ L2", 0), ("baseline", 0)]
+    assert [(r.config, r.seed) for r in runs] == [("+ L2", 2), ("+ L2", 0), ("baseline", 2), ("baseline", 0)]
 
 
 def test_summary_is_mean_and_population_std_per_config_in_config_order():
