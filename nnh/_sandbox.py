@@ -1279,10 +1279,16 @@ def _children(parent: int | None = None) -> list[int]:
     return [pid for pid in pids if not _is_zombie(pid)] if parent else pids
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of ``/proc/PID/stat`` after the command name: state, parent, group, ...
+    (OSError when the process is gone)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().rsplit(")", 1)[1].split()
+
+
 def _is_zombie(pid: int) -> bool:
     try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] in "ZX"
+        return _stat(pid)[0] in "ZX"
     except (OSError, IndexError):
         return True
 

@@ -116,7 +116,7 @@ def processes(**pids: int) -> str:
     said = []
     for name, pid in pids.items():
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            stat = _sandbox._stat(pid)
             wchan = Path(f"/proc/{pid}/wchan").read_text()
             threads = len(os.listdir(f"/proc/{pid}/task"))
             said.append(f"{name} {pid}: state {stat[0]}, parent {stat[1]}, {threads} thread(s), waiting in {wchan}")
