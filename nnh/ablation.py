@@ -18,7 +18,7 @@ configuration          what changes                                   chapter
 ``+ warm-up/cosine``   linear warm-up, then cosine decay to 0         learning-rate schedules
 ``+ L2``               ``keras.regularizers.L2`` on every kernel      weight penalties
 ``+ dropout``          ``keras.layers.Dropout`` before the output     dropout
-``+ augmentation``     random one-pixel shifts of half the batches    data augmentation
+``+ augmentation``     each image shifted by up to one pixel, p 0.5   data augmentation
 ``+ label smoothing``  ``CategoricalCrossentropy(label_smoothing)``   data augmentation
 ``+ mixup``            mixup of each batch, ``λ ~ Beta(α, α)``        data augmentation
 =====================  =============================================  =======================

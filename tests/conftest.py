@@ -44,11 +44,29 @@ def once_per_run(name: str):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def stored_outputs_config() -> Path:
+    """``_config.yml`` with execution off, written to ``_build/_config.stored-outputs.yml``."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "_config.yml").read_text())
+    config["execute"]["execute_notebooks"] = "off"
+    path = REPO / "_build" / "_config.stored-outputs.yml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    return path
+
+
 @pytest.fixture(scope="session")
 def built():
     """The book built once per run (`make book`'s command) → its `_build/html` folder.
 
     Shared by tests/test_book.py and tests/test_browser.py (xdist group "book").
+    The build renders the notebooks' stored outputs instead of executing them
+    again: ``tests/test_notebooks.py`` re-executes every chapter under nbval in the
+    same run and compares those outputs with the fresh ones, so executing here
+    too would only repeat that work (the capstone's grid alone takes minutes).
+    ``make book`` executes (``_config.yml``); this build uses the same
+    configuration with ``execute_notebooks: "off"`` (:func:`stored_outputs_config`).
     The build runs under a lock, once per run: xdist 3.8's loadgroup does not
     group tests under pytest 9.2 (it sets ``item._nodeid``, which pytest 9.2 no
     longer reads), so tests of the group can land on both workers.
@@ -60,7 +78,8 @@ def built():
             env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
                        TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0")
             result = subprocess.run(
-                [str(bin_dir / "jupyter-book"), "build", ".", "-n", "-W", "--keep-going"],
+                [str(bin_dir / "jupyter-book"), "build", ".", "-n", "-W", "--keep-going",
+                 "--config", str(stored_outputs_config())],
                 cwd=REPO, env=env, capture_output=True, text=True, timeout=1800,
             )
             assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-4000:]

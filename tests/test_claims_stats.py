@@ -55,3 +55,19 @@ def test_close_and_every_seed():
     assert_larger_on_every_seed([0.97, 0.97, 0.97], [0.96, 0.89, 0.87], "a > b")
     with pytest.raises(AssertionError, match="claim not supported"):
         assert_larger_on_every_seed([0.97, 0.88, 0.97], [0.96, 0.89, 0.87], "a > b")
+
+
+def test_claim_seeds_are_disjoint_from_the_books():
+    from claims.stats import BOOK_SEEDS, SEEDS, seeds
+
+    assert not set(SEEDS) & set(BOOK_SEEDS)
+    assert seeds(5) == SEEDS[:5]
+    with pytest.raises(ValueError, match="n must be in"):
+        seeds(2)
+
+
+def test_column_reads_every_seed_of_a_name():
+    from claims.stats import column
+
+    table = {("a", 101): {"x": 2.0}, ("a", 100): {"x": 1.0}, ("b", 100): {"x": 5.0}}
+    assert column(table, "a", "x").tolist() == [1.0, 2.0]

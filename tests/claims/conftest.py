@@ -1,6 +1,7 @@
 """Claims are tests: every qualitative claim a chapter makes about an effect is
 re-checked here by re-running the chapter's experiment (:mod:`nnh.experiments`,
-:mod:`nnh.ablation`) from several seeds.
+:mod:`nnh.ablation`) from fresh seeds (``claims.stats.SEEDS``, disjoint from the
+seeds the chapters print).
 
 Every test in this folder is marked ``claims`` (deselect locally with
 ``pytest -m "not claims"``; CI runs them).  Each file trains its experiment once,

@@ -21,13 +21,30 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-SEEDS = (0, 1, 2)
+BOOK_SEEDS = tuple(range(10))
+"""Seeds a chapter may print (the chapters use 0, 1 and 2)."""
+
+SEEDS = tuple(range(100, 110))
+"""The claim tests' seeds: disjoint from :data:`BOOK_SEEDS`, so a claim is checked on
+runs the text was not written from.  A test file takes as many as its effect needs
+(:func:`seeds`)."""
+
 ALPHA = 0.05
 
 
+def seeds(n: int) -> tuple[int, ...]:
+    """The first ``n`` claim seeds (``3 <= n <= len(SEEDS)``)."""
+    if not 3 <= n <= len(SEEDS):
+        raise ValueError(f"n must be in [3, {len(SEEDS)}], got {n}")
+    return SEEDS[:n]
+
+
 def column(table: dict, name: str, key: str) -> np.ndarray:
-    """``table[name, seed][key]`` for every seed of :data:`SEEDS`, as an array."""
-    return np.array([table[name, s][key] for s in SEEDS])
+    """``table[name, seed][key]`` for every seed the table holds for ``name``
+    (in increasing order), as an array."""
+    present = sorted(s for (n, s) in table if n == name)
+    assert present, f"no runs of {name!r} in the table"
+    return np.array([table[name, s][key] for s in present])
 
 
 def _diff(a, b) -> np.ndarray:
