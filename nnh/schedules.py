@@ -11,6 +11,9 @@ public functions evaluate it with :mod:`numpy` (float64), the Keras
 ``optimizer.iterations``): a Python/NumPy number or an integer array.  A scalar
 step gives a Python ``float``; an array gives a float64 array of the same shape.
 
+``plateau_schedule`` is different: a function of the validation losses, the
+reference of Keras' ``ReduceLROnPlateau`` callback.
+
 References:
     Goyal et al., *Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour*,
     2017 (linear warm-up).  Loshchilov & Hutter, *SGDR*, ICLR 2017 (cosine
@@ -32,6 +35,7 @@ __all__ = [
     "cosine_decay",
     "linear_warmup",
     "warmup_cosine",
+    "plateau_schedule",
     "StepDecay",
     "WarmupCosine",
 ]
@@ -213,6 +217,97 @@ def warmup_cosine(step, warmup_steps, total_steps, peak_lr, final_lr=0.0, initia
     """
     params = _check_warmup_cosine(warmup_steps, total_steps, peak_lr, final_lr, initial_lr)
     return _evaluate(_warmup_cosine, step, *params)
+
+
+def plateau_schedule(val_losses, initial_lr, factor=0.1, patience=10, min_delta=1e-4,
+                     cooldown=0, min_lr=0.0):
+    r"""The learning rates ``keras.callbacks.ReduceLROnPlateau`` sets, epoch by epoch.
+
+    Entry ``e`` is the rate in force after the end of epoch ``e`` (the rate
+    epoch ``e + 1`` trains with) when ``val_losses`` are reported one epoch at
+    a time to ``ReduceLROnPlateau(monitor="val_loss", mode="min", factor,
+    patience, min_delta, cooldown, min_lr)`` on a model whose optimizer starts
+    at ``initial_lr`` (He et al., CVPR 2016, divided the rate by 10 when the
+    error plateaued).  With best-so-far loss :math:`b` (initially none), wait
+    counter :math:`w`, cooldown counter :math:`c` and rate :math:`\eta`, the
+    end of epoch :math:`e` with loss :math:`v_e` does, in this order
+    (Keras 3.15, ``callbacks/reduce_lr_on_plateau.py``):
+
+    1. if :math:`c > 0`: :math:`c \leftarrow c - 1,\ w \leftarrow 0`;
+    2. if :math:`e` is the first epoch or :math:`v_e + \delta < b`
+       (an improvement): :math:`b \leftarrow v_e,\ w \leftarrow 0`;
+    3. else, if :math:`c = 0`: :math:`w \leftarrow w + 1`, and if
+       :math:`w \ge \mathrm{patience}` and :math:`\eta > \eta_\min`:
+       :math:`\eta \leftarrow \max(\eta \cdot \mathrm{factor}, \eta_\min),\
+       c \leftarrow \mathrm{cooldown},\ w \leftarrow 0`.
+
+    Because step 1 runs before step 3 in the same epoch, the counter is held
+    at 0 for ``cooldown - 1`` epochs after a reduction, not ``cooldown``
+    (``cooldown=1`` behaves like ``cooldown=0``).  Keras keeps the rate in a
+    float32 variable and compares the Python floats ``fit`` reports as float32
+    tensors; this function rounds at the same places, so it reproduces the
+    callback bit for bit.  A ``nan`` loss is never an improvement (as in Keras).
+
+    Args:
+        val_losses: the monitored loss of each epoch (1-D sequence of numbers).
+        initial_lr: the optimizer's rate before training, ``> 0``.
+        factor: multiplier of a reduction, in (0, 1).
+        patience: epochs without improvement before a reduction, an integer ``>= 1``.
+        min_delta: an improvement must beat the best loss by more than this, ``>= 0``.
+        cooldown: epochs after a reduction before counting resumes (see above), an
+            integer ``>= 0``.
+        min_lr: the rate is never reduced below this, ``>= 0``.
+
+    Returns:
+        float64 array of ``len(val_losses)`` rates (float32 values, as Keras stores them).
+
+    Raises:
+        ValueError: a parameter outside the range above, or ``val_losses`` not 1-D.
+
+    Example:
+        >>> plateau_schedule([1.0, 0.9, 0.95, 0.92, 0.91, 0.8], initial_lr=0.1, patience=2)
+        array([0.1 , 0.1 , 0.1 , 0.01, 0.01, 0.01])
+    """
+    losses = np.asarray(val_losses, dtype=np.float64)
+    if losses.ndim != 1:
+        raise ValueError(f"val_losses must be a 1-D sequence, got shape {losses.shape}")
+    initial_lr = _validate.positive("initial_lr", initial_lr)
+    try:
+        factor = float(factor)
+    except (TypeError, ValueError):
+        raise TypeError(f"factor must be a real number, got {factor!r}") from None
+    if not 0 < factor < 1:  # also false for nan
+        raise ValueError(f"factor must be in (0, 1), got {factor!r}")
+    patience = _integer_at_least("patience", patience, 1)
+    min_delta = _validate.non_negative("min_delta", min_delta)
+    cooldown = _integer_at_least("cooldown", cooldown, 0)
+    min_lr = _validate.non_negative("min_lr", min_lr)
+
+    f32 = np.float32
+    lr = float(f32(initial_lr))  # the optimizer's float32 variable
+    best, wait, cool = None, 0, 0
+    rates = np.empty(len(losses), dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for e, loss in enumerate(losses.tolist()):
+            if cool > 0:
+                cool -= 1
+                wait = 0
+            if best is None or f32(loss + min_delta) < f32(best):  # ops.less on float32 tensors
+                best, wait = loss, 0
+            elif cool == 0:
+                wait += 1
+                if wait >= patience and f32(lr) > f32(min_lr):
+                    lr = float(f32(max(lr * factor, min_lr)))  # assigned to the float32 variable
+                    cool, wait = cooldown, 0
+            rates[e] = lr
+    return rates
+
+
+def _integer_at_least(name, value, minimum):
+    try:
+        return _validate.integer_at_least(name, value, minimum)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
 
 
 # --- Keras adapters -----------------------------------------------------------

@@ -26,6 +26,7 @@ from nnh.schedules import (
     WarmupCosine,
     cosine_decay,
     linear_warmup,
+    plateau_schedule,
     step_decay,
     warmup_cosine,
 )
@@ -557,7 +558,8 @@ def test_get_config_from_config_round_trip(cls, config):
 
 def test_schedules_module_exports():
     assert set(schedules.__all__) == {
-        "step_decay", "cosine_decay", "linear_warmup", "warmup_cosine", "StepDecay", "WarmupCosine"
+        "step_decay", "cosine_decay", "linear_warmup", "warmup_cosine", "plateau_schedule",
+        "StepDecay", "WarmupCosine"
     }
 
 
@@ -668,3 +670,137 @@ def test_saved_model_reloads_with_the_schedule(tmp_path):
     # training continues on the same schedule
     loaded.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
     assert current_lr(loaded.optimizer) == pytest.approx(reference_lr(8), rel=1e-6)
+
+
+# --- plateau_schedule against keras.callbacks.ReduceLROnPlateau driven by hand ---------
+
+_PLATEAU_MODEL = {}
+
+
+def keras_plateau_rates(val_losses, initial_lr, **params):
+    """The rate of ``model.optimizer`` after each ``on_epoch_end`` of the real callback."""
+    if "model" not in _PLATEAU_MODEL:  # one model, its rate reset for every case (fast)
+        model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss="mse")
+        _PLATEAU_MODEL["model"] = model
+    model = _PLATEAU_MODEL["model"]
+    model.optimizer.learning_rate = float(initial_lr)
+    callback = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", mode="min", verbose=0, **params)
+    callback.set_model(model)
+    callback.on_train_begin()
+    rates = []
+    for epoch, loss in enumerate(val_losses):
+        callback.on_epoch_end(epoch, {"val_loss": float(loss)})  # fit reports Python floats
+        rates.append(float(to_numpy(model.optimizer.learning_rate)))
+    return np.array(rates)
+
+
+def assert_plateau_matches_keras(val_losses, initial_lr, **params):
+    ours = plateau_schedule(val_losses, initial_lr, **params)
+    theirs = keras_plateau_rates(val_losses, initial_lr, **params)
+    assert ours.dtype == np.float64 and ours.shape == (len(val_losses),)
+    # The reference rounds where Keras rounds (float32 variable, float32 comparisons), so the
+    # rates agree exactly; a float32-sized tolerance would only hide a missing rounding, and a
+    # wrong decision (an extra or missing reduction) is a factor `factor`, far outside any tolerance.
+    np.testing.assert_array_equal(ours, theirs, err_msg=f"losses={list(val_losses)} params={params}")
+
+
+@st.composite
+def plateau_cases(draw):
+    # losses on a coarse grid (ties, and differences equal to min_delta, are frequent),
+    # sometimes on a fine one, sometimes with a nan
+    n = draw(st.integers(1, 40))
+    grid = draw(st.sampled_from([0.05, 0.01, 1e-4]))
+    losses = [grid * k for k in draw(st.lists(st.integers(0, 30), min_size=n, max_size=n))]
+    if draw(st.booleans()):
+        losses = [v + d for v, d in zip(losses, draw(st.lists(
+            st.floats(-1e-3, 1e-3, allow_subnormal=False), min_size=n, max_size=n)))]
+    if draw(st.integers(0, 9)) == 0:
+        losses[draw(st.integers(0, n - 1))] = math.nan
+    initial_lr = draw(st.floats(1e-4, 1.0, allow_subnormal=False))
+    factor = draw(st.one_of(st.sampled_from([0.1, 0.2, 0.5]), st.floats(0.01, 0.99)))
+    min_lr = draw(st.one_of(
+        st.just(0.0),
+        st.floats(0.0, initial_lr, allow_subnormal=False),
+        # exactly a rate the reductions reach (float32 boundary of `lr > min_lr`)
+        st.integers(1, 3).map(lambda k: float(np.float32(initial_lr) * np.float32(factor) ** k)),
+    ))
+    params = {
+        "factor": factor,
+        "patience": draw(st.integers(1, 5)),
+        "min_delta": draw(st.one_of(st.sampled_from([0.0, 1e-4, grid, 2 * grid]),
+                                    st.floats(0.0, 0.2, allow_subnormal=False))),
+        "cooldown": draw(st.integers(0, 4)),
+        "min_lr": min_lr,
+    }
+    return losses, initial_lr, params
+
+
+@settings(max_examples=200, deadline=None)
+@given(plateau_cases())
+def test_plateau_schedule_matches_keras_reduce_lr_on_plateau(case):
+    losses, initial_lr, params = case
+    assert_plateau_matches_keras(losses, initial_lr, **params)
+
+
+@pytest.mark.parametrize(
+    ("losses", "initial_lr", "params", "expected"),
+    [
+        # the docstring's case: two epochs without improvement, then /10
+        ([1.0, 0.9, 0.95, 0.92, 0.91, 0.8], 0.1, {"patience": 2}, [0.1, 0.1, 0.1, 0.01, 0.01, 0.01]),
+        # a difference below float32 resolution is no improvement (float64 would say it is)
+        ([1.0, 1.0 - 1e-9, 1.0 - 2e-9], 0.1, {"patience": 2, "min_delta": 0.0}, [0.1, 0.1, 0.01]),
+        # an improvement must beat best - min_delta strictly (0.45 ties, 0.449 beats it)
+        ([1.0, 0.5, 0.45, 0.449], 0.1, {"patience": 1, "min_delta": 0.05}, [0.1, 0.1, 0.01, 0.01]),
+        # cooldown=1 holds the counter at 0 for 0 epochs: same as cooldown=0
+        ([1.0] * 6, 0.1, {"patience": 2, "cooldown": 1}, [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]),
+        ([1.0] * 6, 0.1, {"patience": 2, "cooldown": 0}, [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]),
+        # cooldown=2: one epoch held at 0, so the next reduction comes one epoch later
+        ([1.0] * 6, 0.1, {"patience": 2, "cooldown": 2}, [0.1, 0.1, 0.01, 0.01, 0.01, 0.001]),
+        # never below min_lr, and no reduction once there
+        ([1.0] * 6, 0.1, {"patience": 1, "factor": 0.5, "min_lr": 0.03}, [0.1, 0.05, 0.03, 0.03, 0.03, 0.03]),
+        # a first nan is the best forever: nothing improves on it
+        ([math.nan, 0.1, 0.01], 0.1, {"patience": 2}, [0.1, 0.1, 0.01]),
+        ([], 0.1, {}, []),
+    ],
+    ids=["docstring", "float32-tie", "min-delta", "cooldown-1", "cooldown-0", "cooldown-2", "min-lr",
+         "nan", "empty"],
+)
+def test_plateau_schedule_edge_cases_against_keras(losses, initial_lr, params, expected):
+    np.testing.assert_allclose(plateau_schedule(losses, initial_lr, **params), expected, rtol=1e-6)
+    assert_plateau_matches_keras(losses, initial_lr, **params)
+
+
+def test_plateau_schedule_equals_the_rate_a_real_fit_used():
+    keras.utils.set_random_seed(5)
+    x, y = tiny_data(4, seed=5)
+    xv, yv = tiny_data(2, seed=6)
+    model = tiny_model(0.05)
+    logger = LearningRateLogger()
+    callback = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1, min_delta=0.01)
+    history = model.fit(x, y, batch_size=BATCH, epochs=8, shuffle=False, verbose=0,
+                        validation_data=(xv, yv), callbacks=[logger, callback])
+    expected = plateau_schedule(history.history["val_loss"], 0.05, factor=0.5, patience=1, min_delta=0.01)
+    per_epoch = np.array(logger.rates).reshape(8, 4)[:, 0]  # rate of each epoch's batches
+    np.testing.assert_array_equal(per_epoch[1:], expected[:-1])
+    assert expected.min() < 0.05  # the case reduces the rate at least once
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"factor": 1.0}, "factor"), ({"factor": 0.0}, "factor"), ({"factor": -0.5}, "factor"),
+        ({"factor": 1.5}, "factor"),
+        ({"patience": 0}, "patience"), ({"patience": -2}, "patience"), ({"patience": 1.5}, "patience"),
+        ({"min_delta": -1e-4}, "min_delta"), ({"cooldown": -1}, "cooldown"), ({"cooldown": 0.5}, "cooldown"),
+        ({"min_lr": -0.1}, "min_lr"), ({"initial_lr": 0.0}, "initial_lr"), ({"initial_lr": -0.1}, "initial_lr"),
+        ({"initial_lr": math.inf}, "initial_lr"), ({"factor": math.nan}, "factor"),
+        ({"val_losses": [[1.0, 0.5]]}, "val_losses"),
+    ],
+)
+def test_plateau_schedule_invalid_parameter_raises_value_error_naming_it(kwargs, name):
+    args = {"val_losses": [1.0, 0.9], "initial_lr": 0.1} | kwargs
+    with pytest.raises(ValueError, match=rf"\b{name}\b") as error:
+        plateau_schedule(**args)
+    if name in ("factor", "patience", "initial_lr"):  # the message states the allowed range
+        assert any(r in str(error.value) for r in ("(0, 1)", ">= 1", "> 0"))
