@@ -39,12 +39,22 @@ Keras computes the same sums in the weights' dtype (float32 for a model) and
 turns the coefficient into a float32 tensor first, so the two agree to
 float32 precision.
 
+Two neighbours of the penalties, for the chapter's comparisons:
+:func:`adam_l2_update` and :func:`adamw_update` compute one update of Keras'
+``Adam`` on an L2-penalised loss and of ``AdamW`` (decoupled weight decay),
+and :func:`early_stopping` decides, from a list of validation losses, where
+``keras.callbacks.EarlyStopping(restore_best_weights=True)`` stops and which
+epoch it restores.
+
 References:
     Krogh & Hertz, *A Simple Weight Decay Can Improve Generalization*, NIPS
     1992 (L2 / weight decay).  Tibshirani, *Regression Shrinkage and Selection
     via the Lasso*, JRSS-B 1996 (L1).  Zou & Hastie, *Regularization and
-    Variable Selection via the Elastic Net*, JRSS-B 2005.  Keras 3
-    ``keras/src/regularizers/regularizers.py`` (``L1``, ``L2``, ``L1L2``).
+    Variable Selection via the Elastic Net*, JRSS-B 2005.  Loshchilov & Hutter,
+    *Decoupled Weight Decay Regularization*, ICLR 2019 (AdamW).  Keras 3
+    ``keras/src/regularizers/regularizers.py`` (``L1``, ``L2``, ``L1L2``),
+    ``keras/src/optimizers/adam.py``, ``adamw.py`` and ``base_optimizer.py``
+    (``_apply_weight_decay``), ``keras/src/callbacks/early_stopping.py``.
 """
 
 from __future__ import annotations
@@ -62,6 +72,9 @@ __all__ = [
     "soft_threshold",
     "sparsity",
     "kernels",
+    "adamw_update",
+    "adam_l2_update",
+    "early_stopping",
 ]
 
 
@@ -307,3 +320,172 @@ def kernels(model: keras.Model) -> list[np.ndarray]:
         elif getattr(layer, "kernel", None) is not None:
             found.append(np.array(layer.kernel.numpy()))
     return found
+
+
+# --- decoupled weight decay vs an L2 penalty under Adam -----------------------------
+
+
+def _adam_arrays(w, grad, m, v):
+    arrays = [np.array(_as_float64(x, name), dtype=np.float64)  # copies: inputs stay untouched
+              for x, name in ((w, "w"), (grad, "grad"), (m, "m"), (v, "v"))]
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1:
+        raise ValueError(f"w, grad, m and v must have the same shape, got {[a.shape for a in arrays]}")
+    return arrays
+
+
+def _adam_step(w, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon):
+    """Keras' Adam update (``keras/src/optimizers/adam.py``) of float64 copies."""
+    step = _validate.integer_at_least("step", step, 1)
+    learning_rate = _validate.non_negative("learning_rate", learning_rate)
+    beta_1 = _validate.in_half_open_unit("beta_1", beta_1, low_open=False)
+    beta_2 = _validate.in_half_open_unit("beta_2", beta_2, low_open=False)
+    epsilon = _validate.non_negative("epsilon", epsilon)
+    alpha = learning_rate * np.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
+    m = m + (1.0 - beta_1) * (grad - m)
+    v = v + (1.0 - beta_2) * (grad**2 - v)
+    return w - alpha * m / (np.sqrt(v) + epsilon), m, v
+
+
+def adamw_update(w, grad, m, v, step, learning_rate, weight_decay, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-7):
+    r"""One update of ``keras.optimizers.AdamW`` for one variable (decoupled weight decay).
+
+    Keras (``BaseOptimizer._apply_weight_decay``, then ``Adam.update_step``)
+    first decays the weight, then takes the Adam step with the gradient alone:
+
+    .. math::
+
+        w &\leftarrow w - \eta\,\mathrm{wd}\; w, \\
+        m &\leftarrow m + (1 - \beta_1)(g - m), \qquad
+        v \leftarrow v + (1 - \beta_2)(g^2 - v), \\
+        w &\leftarrow w - \alpha\, \frac{m}{\sqrt{v} + \epsilon}, \qquad
+        \alpha = \eta\, \frac{\sqrt{1 - \beta_2^{\,t}}}{1 - \beta_1^{\,t}} .
+
+    The decay :math:`\eta\,\mathrm{wd}\,w` is *not* divided by
+    :math:`\sqrt{v}`: every weight shrinks by the same factor
+    :math:`1 - \eta\,\mathrm{wd}`.  Keras (and PyTorch) multiply
+    ``weight_decay`` by the learning rate :math:`\eta`; Loshchilov & Hutter
+    (*Decoupled Weight Decay Regularization*, ICLR 2019, Algorithm 2) multiply
+    their :math:`\lambda` by the schedule multiplier :math:`\eta_t` only, so
+    their :math:`\lambda` is Keras' :math:`\eta\,\mathrm{wd}` at
+    :math:`\eta_t = 1`.
+
+    Args:
+        w: the weight(s), an array of any shape or a number.
+        grad: the gradient of the loss, same shape as ``w``.
+        m, v: first and second moment estimates before this update (zeros
+            before the first), same shape as ``w``.
+        step: the 1-based number of this update (:math:`t`), an integer ``>= 1``.
+        learning_rate: :math:`\eta`, finite and ``>= 0``.
+        weight_decay: :math:`\mathrm{wd}`, finite and ``>= 0``.
+        beta_1, beta_2: moment decay rates in [0, 1).
+        epsilon: added to :math:`\sqrt{v}`, finite and ``>= 0``.
+
+    Returns:
+        ``(w_new, m_new, v_new)``, float64 arrays of the shape of ``w``; the
+        inputs are not modified.
+
+    Raises:
+        ValueError: a parameter outside its range, or shapes that differ.
+
+    Example:
+        >>> w, m, v = adamw_update(1.0, 0.0, 0.0, 0.0, step=1, learning_rate=0.1, weight_decay=0.5)
+        >>> float(w)  # the gradient is 0: only the decay acts, w × (1 − 0.1·0.5)
+        0.95
+    """
+    weight_decay = _validate.non_negative("weight_decay", weight_decay)
+    learning_rate = _validate.non_negative("learning_rate", learning_rate)
+    w, grad, m, v = _adam_arrays(w, grad, m, v)
+    w = w - learning_rate * weight_decay * w
+    return _adam_step(w, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon)
+
+
+def adam_l2_update(w, grad, m, v, step, learning_rate, l2, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+    r"""One update of ``keras.optimizers.Adam`` (no decay) on a loss with the Keras
+    L2 penalty :math:`\lambda \sum w^2` (``keras.regularizers.L2(l2)``).
+
+    The penalty enters only through its gradient, :math:`g + 2\lambda w`,
+    which then goes through Adam's per-weight normalisation:
+
+    .. math::
+
+        \tilde g = g + 2\lambda w, \quad
+        m \leftarrow m + (1 - \beta_1)(\tilde g - m), \quad
+        v \leftarrow v + (1 - \beta_2)(\tilde g^2 - v), \quad
+        w \leftarrow w - \alpha\, \frac{m}{\sqrt{v} + \epsilon}
+
+    with :math:`\alpha` as in :func:`adamw_update`.  A weight whose data
+    gradient is large has a large :math:`\sqrt{v}` and is decayed less than one
+    whose data gradient is small (Loshchilov & Hutter, ICLR 2019).
+
+    Args:
+        w, grad, m, v, step, learning_rate, beta_1, beta_2, epsilon: as in
+            :func:`adamw_update` (``grad`` is the gradient of the data loss alone).
+        l2: the Keras L2 coefficient :math:`\lambda`, finite and ``>= 0``.
+
+    Returns:
+        ``(w_new, m_new, v_new)``, float64 arrays of the shape of ``w``; the
+        inputs are not modified.
+
+    Raises:
+        ValueError: a parameter outside its range, or shapes that differ.
+
+    Example:
+        >>> w, m, v = adam_l2_update(1.0, 0.0, 0.0, 0.0, step=1, learning_rate=0.1, l2=0.5)
+        >>> round(float(w), 6)  # the penalty's gradient alone, normalised: a step of ≈ η
+        0.9
+    """
+    l2 = _validate.non_negative("l2", l2)
+    w, grad, m, v = _adam_arrays(w, grad, m, v)
+    return _adam_step(w, grad + 2.0 * l2 * w, m, v, step, learning_rate, beta_1, beta_2, epsilon)
+
+
+# --- early stopping -----------------------------------------------------------------
+
+
+def early_stopping(val_losses, patience, min_delta=0.0):
+    r"""Where ``keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+    min_delta=min_delta, restore_best_weights=True)`` stops, and which epoch it restores.
+
+    Epochs are numbered from 0.  Epoch :math:`e` *improves* when
+    :math:`\ell_e + \delta < \ell_{best}` (the best loss so far,
+    :math:`\delta` = ``min_delta``); the first epoch always improves.
+    Training stops at the end of the first epoch :math:`e = b + p` that is
+    ``patience`` epochs after the last improvement :math:`b`.  As in Keras
+    (``keras/src/callbacks/early_stopping.py``, ``monitor_callback.py``), the
+    comparison is made in float32; ``baseline=None``, ``start_from_epoch=0``.
+
+    Args:
+        val_losses: the validation loss after each epoch (a 1-d sequence of
+            numbers, at least one).
+        patience: :math:`p`, an integer ``>= 1``.
+        min_delta: :math:`\delta`, finite and ``>= 0``.
+
+    Returns:
+        ``(stop_epoch, best_epoch)``: the epoch at whose end training stops
+        (``None`` if it runs through every epoch of ``val_losses``), and the
+        last improving epoch up to the stop — the weights Keras restores.
+
+    Raises:
+        ValueError: ``patience < 1``, ``min_delta`` negative or not finite,
+            ``val_losses`` empty or not 1-d.
+
+    Example:
+        >>> early_stopping([1.0, 0.8, 0.7, 0.75, 0.72, 0.9, 0.6], patience=2)
+        (4, 2)
+        >>> early_stopping([1.0, 0.8, 0.7, 0.75, 0.72, 0.9, 0.6], patience=5)
+        (None, 6)
+    """
+    patience = _validate.integer_at_least("patience", patience, 1)
+    min_delta = _validate.non_negative("min_delta", min_delta)
+    losses = _as_float64(val_losses, "val_losses")
+    if losses.ndim != 1 or losses.size == 0:
+        raise ValueError(f"val_losses must be a non-empty 1-d sequence, got shape {losses.shape}")
+    best, best_epoch = None, 0
+    for epoch, loss in enumerate(losses.tolist()):
+        if best is None or np.float32(loss + min_delta) < np.float32(best):
+            best, best_epoch = loss, epoch
+        elif epoch - best_epoch >= patience:
+            return epoch, best_epoch
+    return None, best_epoch

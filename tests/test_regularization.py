@@ -30,6 +30,9 @@ from nnh.regularization import (
     l1_penalty,
     l2_penalty,
     l2_penalty_grad,
+    adam_l2_update,
+    adamw_update,
+    early_stopping,
     soft_threshold,
     sparsity,
 )
@@ -466,4 +469,230 @@ def test_plot_lines_draws_one_labelled_line_per_curve():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["identity", "soft threshold"]
     np.testing.assert_array_equal(ax.get_lines()[1].get_ydata(), soft_threshold(x, 0.5))
     assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == ("t", "a", "w*")
+    plt.close(fig)
+
+
+
+# --- Adam + L2 vs AdamW: one update, against Keras' optimizers -------------------------
+# Keras stores the learning rate in a float32 variable, and `ops.cast` of a Python float
+# (weight_decay, the L2 coefficient, beta_1 and beta_2 in the bias corrections) goes through
+# float32, so the references below receive float32-representable values (betas that are
+# exact binary fractions); everything else (weights, moments, arithmetic) runs in float64.
+# The float32 test further down uses the default betas 0.9 and 0.999.
+
+F32 = lambda x: float(np.float32(x))  # noqa: E731
+SMALL = st.floats(-3.0, 3.0, allow_nan=False, allow_subnormal=False)
+VECTOR = st.integers(1, 6).flatmap(lambda n: st.tuples(
+    hnp.arrays(np.float64, n, elements=SMALL),
+    st.lists(hnp.arrays(np.float64, n, elements=SMALL), min_size=1, max_size=5)))
+RATE = st.floats(1e-4, 0.3).map(F32)
+BETA = st.sampled_from([0.0, 0.5, 0.875, 0.9921875, 0.9990234375])
+
+
+def keras_run(optimizer, w0, grads, l2=None):
+    """Apply ``optimizer`` to a float64 ``keras.Variable`` for every gradient in turn; with
+    ``l2`` the gradient is TensorFlow's of ``sum(g·w) + L2(l2)(w)`` (so it is ``g + 2·l2·w``)."""
+    var = keras.Variable(w0, dtype="float64")
+    for g in grads:
+        if l2 is None:
+            grad = tf.constant(g)
+        else:
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(tf.constant(g) * var.value) + keras.regularizers.L2(l2)(var.value)
+            grad = tape.gradient(loss, var.value)
+        optimizer.apply([grad], [var])
+    return to_numpy(var)
+
+
+def reference_run(update, w0, grads, **kwargs):
+    w, m, v = w0, np.zeros_like(w0), np.zeros_like(w0)
+    for step, g in enumerate(grads, start=1):
+        w, m, v = update(w, g, m, v, step, **kwargs)
+    return w
+
+
+@KERAS
+@given(VECTOR, RATE, st.floats(0.0, 5.0).map(F32), BETA, BETA, st.sampled_from([1e-7, 1e-3]))
+def test_adamw_update_equals_keras_adamw(data, lr, wd, b1, b2, eps):
+    w0, grads = data
+    optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=wd, beta_1=b1, beta_2=b2,
+                                       epsilon=eps)
+    expected = keras_run(optimizer, w0, grads)
+    actual = reference_run(adamw_update, w0, grads, learning_rate=lr, weight_decay=wd, beta_1=b1,
+                           beta_2=b2, epsilon=eps)
+    np.testing.assert_allclose(actual, expected, rtol=1e-9, atol=1e-12)
+
+
+@KERAS
+@given(VECTOR, RATE, st.floats(0.0, 1.0).map(F32), BETA, BETA)
+def test_adam_l2_update_equals_keras_adam_on_a_loss_with_an_l2_regularizer(data, lr, l2, b1, b2):
+    w0, grads = data
+    optimizer = keras.optimizers.Adam(learning_rate=lr, beta_1=b1, beta_2=b2)
+    expected = keras_run(optimizer, w0, grads, l2=l2)
+    actual = reference_run(adam_l2_update, w0, grads, learning_rate=lr, l2=l2, beta_1=b1, beta_2=b2)
+    np.testing.assert_allclose(actual, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_adamw_in_float32_agrees_to_float32_precision():
+    w0, g = np.array([0.5, -1.5, 2.0]), np.array([0.1, 0.0, -3.0])
+    var = keras.Variable(w0.astype(np.float32))
+    optimizer = keras.optimizers.AdamW(learning_rate=0.01, weight_decay=0.1)
+    for _ in range(3):
+        optimizer.apply([tf.constant(g, dtype=tf.float32)], [var])
+    expected = reference_run(adamw_update, w0, [g] * 3, learning_rate=F32(0.01), weight_decay=0.1)
+    np.testing.assert_allclose(to_numpy(var), expected, rtol=1e-6)
+
+
+@PROPERTY
+@given(VECTOR, RATE, st.floats(0.0, 5.0), st.integers(1, 1000))
+def test_the_two_updates_return_new_arrays_and_agree_without_decay(data, lr, wd, step):
+    w0, grads = data
+    g, m, v = grads[0], 0.5 * grads[0], grads[0] ** 2
+    before = [a.copy() for a in (w0, g, m, v)]
+    out_w = adamw_update(w0, g, m, v, step, lr, wd)
+    out_l2 = adam_l2_update(w0, g, m, v, step, lr, wd / 2)
+    for a, b in zip((w0, g, m, v), before):
+        np.testing.assert_array_equal(a, b)  # inputs untouched
+    for out in (out_w, out_l2):
+        assert all(isinstance(x, np.ndarray) and x.dtype == np.float64 and x.shape == w0.shape for x in out)
+    # no decay: both are plain Adam, identical
+    for a, b in zip(adamw_update(w0, g, m, v, step, lr, 0.0), adam_l2_update(w0, g, m, v, step, lr, 0.0)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_adam_normalises_the_l2_decay_away_but_not_adamws():
+    # a weight whose only gradient is the penalty's: Adam's step is ≈ η whatever λ is ...
+    for l2 in (1e-2, 1.0, 100.0):
+        w, _, _ = adam_l2_update(1.0, 0.0, 0.0, 0.0, 1, 0.01, l2)
+        assert float(w) == pytest.approx(1.0 - 0.01, rel=1e-5)
+    # ... while AdamW's decay is proportional to wd
+    for wd in (1e-4, 1e-2, 1.0):
+        w, _, _ = adamw_update(1.0, 0.0, 0.0, 0.0, 1, 0.01, wd)
+        assert float(w) == pytest.approx(1.0 - 0.01 * wd, rel=1e-12)
+
+
+UPDATE_ERRORS = [
+    ("step", dict(step=0)), ("step", dict(step=1.5)), ("learning_rate", dict(learning_rate=-0.1)),
+    ("learning_rate", dict(learning_rate=float("inf"))), ("beta_1", dict(beta_1=1.0)),
+    ("beta_2", dict(beta_2=-0.1)), ("epsilon", dict(epsilon=-1e-7)),
+]
+
+
+@pytest.mark.parametrize(("name", "bad"), UPDATE_ERRORS, ids=[n for n, _ in UPDATE_ERRORS])
+@pytest.mark.parametrize("update", ["adamw", "adam_l2"])
+def test_update_parameters_out_of_range_are_value_errors_naming_them(update, name, bad):
+    args = dict(w=np.ones(2), grad=np.ones(2), m=np.zeros(2), v=np.zeros(2), step=1, learning_rate=0.1)
+    args.update(bad)
+    with pytest.raises(ValueError, match=rf"\b{name}\b"):
+        if update == "adamw":
+            adamw_update(**args, weight_decay=0.1)
+        else:
+            adam_l2_update(**args, l2=0.1)
+
+
+def test_update_coefficients_and_shapes_are_checked():
+    with pytest.raises(ValueError, match=r"\bweight_decay\b"):
+        adamw_update(1.0, 0.0, 0.0, 0.0, 1, 0.1, -1.0)
+    with pytest.raises(ValueError, match=r"\bl2\b"):
+        adam_l2_update(1.0, 0.0, 0.0, 0.0, 1, 0.1, float("nan"))
+    with pytest.raises(ValueError, match="same shape"):
+        adamw_update(np.ones(2), np.ones(3), np.zeros(2), np.zeros(2), 1, 0.1, 0.1)
+
+
+# --- early stopping: against the real callback, driven by hand --------------------------
+
+_MODEL = []
+
+
+def keras_early_stopping(losses, patience, min_delta):
+    """``(stop_epoch, best_epoch)`` as decided by ``keras.callbacks.EarlyStopping``."""
+    if not _MODEL:
+        _MODEL.append(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    model = _MODEL[0]
+    model.stop_training = False
+    cb = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, min_delta=min_delta,
+                                       restore_best_weights=True)
+    cb.set_model(model)
+    cb.on_train_begin()
+    for epoch, loss in enumerate(losses):
+        cb.on_epoch_end(epoch, {"val_loss": loss})
+        if model.stop_training:
+            break
+    stopped = cb.stopped_epoch if model.stop_training else None
+    return stopped, cb.best_epoch
+
+
+# (TensorFlow flushes float32 subnormals to zero: no loss is that small in practice)
+F32_LOSS = st.floats(0.0, 3.0, width=32, allow_subnormal=False)
+LOSS = st.one_of(F32_LOSS, st.floats(1e-30, 3.0),                        # continuous values
+                 st.integers(0, 12).map(lambda k: 1.0 + k / 16))        # a grid: ties and exact deltas
+LOSSES = st.lists(LOSS, min_size=1, max_size=40)
+DELTA = st.one_of(st.just(0.0), st.sampled_from([1 / 16, 1 / 8, 0.25]), st.floats(0.0, 0.5))
+
+
+@settings(max_examples=300, deadline=None)
+@given(LOSSES, st.integers(1, 8), DELTA)
+def test_early_stopping_decides_as_the_keras_callback(losses, patience, min_delta):
+    assert early_stopping(losses, patience, min_delta) == keras_early_stopping(losses, patience, min_delta)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(F32_LOSS, min_size=1, max_size=30), st.integers(1, 5))
+def test_early_stopping_on_float32_losses_with_near_ties(losses, patience):
+    # values 1 ulp apart in float32 and 1e-9 apart in float64: Keras compares in float32
+    losses = [x for v in losses for x in (v, v + 1e-9)]
+    assert early_stopping(losses, patience) == keras_early_stopping(losses, patience, 0.0)
+
+
+@PROPERTY
+@given(LOSSES, st.integers(1, 8))
+def test_early_stopping_properties(losses, patience):
+    stop, best = early_stopping(losses, patience)
+    end = len(losses) if stop is None else stop + 1
+    assert losses[best] == min(losses[:end])            # min_delta 0: the best loss up to the stop
+    if stop is not None:
+        assert stop - best == patience and stop < len(losses)
+    else:
+        assert len(losses) - 1 - best < patience or len(losses) <= patience
+
+
+def test_early_stopping_examples_and_edge_cases():
+    assert early_stopping([1.0, 0.8, 0.7, 0.75, 0.72, 0.9, 0.6], patience=2) == (4, 2)
+    assert early_stopping([1.0, 0.8, 0.7, 0.75, 0.72, 0.9, 0.6], patience=5) == (None, 6)
+    assert early_stopping([0.5], patience=1) == (None, 0)
+    assert early_stopping([1.0, 1.0, 1.0], patience=2) == (2, 0)       # a tie is no improvement
+    assert early_stopping([1.0, 0.95, 0.9], patience=2, min_delta=0.1) == (2, 0)  # too small
+    assert early_stopping(np.array([3.0, 2.0, 1.0]), patience=1) == (None, 2)
+
+
+@pytest.mark.parametrize(("name", "kwargs"), [
+    ("patience", dict(patience=0)), ("patience", dict(patience=-1)), ("patience", dict(patience=1.5)),
+    ("min_delta", dict(patience=1, min_delta=-0.1)), ("min_delta", dict(patience=1, min_delta=float("nan"))),
+    ("min_delta", dict(patience=1, min_delta=float("inf"))),
+])
+def test_early_stopping_bad_parameters_are_value_errors_naming_them(name, kwargs):
+    with pytest.raises(ValueError, match=rf"\b{name}\b"):
+        early_stopping([1.0, 0.5], **kwargs)
+
+
+@pytest.mark.parametrize("bad", [[], np.zeros((2, 2)), 1.0])
+def test_early_stopping_needs_a_non_empty_sequence_of_losses(bad):
+    with pytest.raises(ValueError, match=r"\bval_losses\b"):
+        early_stopping(bad, patience=1)
+
+
+def test_plot_early_stopping_marks_the_restored_and_the_stopping_epoch():
+    import matplotlib.pyplot as plt
+
+    history = {"loss": [1.0, 0.5, 0.3, 0.2, 0.1, 0.05], "val_loss": [1.1, 0.7, 0.6, 0.65, 0.7, 0.8]}
+    stop, best = early_stopping(history["val_loss"], patience=2)
+    fig = nnh.plots.plot_early_stopping(history, stop, best, title="es")
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "restored: weights after epoch 3" in labels and "stops after epoch 5" in labels
+    assert (ax.get_title(), ax.get_xlabel(), ax.get_yscale()) == ("es", "epoch", "log")
+    assert ax.get_ylabel()
+    plt.close(fig)
+    fig = nnh.plots.plot_early_stopping(history, None, 2)  # ran to the end: no stop line
+    assert not any("stops" in t.get_text() for t in fig.axes[0].get_legend().get_texts())
     plt.close(fig)
