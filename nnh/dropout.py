@@ -4,7 +4,9 @@ Dropout (Srivastava et al., *Dropout: A Simple Way to Prevent Neural Networks
 from Overfitting*, JMLR 15(56):1929–1958, 2014) sets every unit of a layer to
 zero, independently for each training example, with probability ``rate`` —
 the **drop** probability, as in Keras ``Dropout(rate)``
-(``keras/src/layers/regularization/dropout.py``).  A layer of ``n`` units has
+(``keras/src/layers/regularization/dropout.py``).  The paper's ``p`` is the
+opposite, the probability of *retaining* a unit (``r_j ~ Bernoulli(p)``), so
+its ``p = 0.5`` (hidden) and ``p = 0.8`` (inputs) are Keras rates 0.5 and 0.2.  A layer of ``n`` units has
 ``2**n`` possible masks, so training with dropout trains an exponential family
 of sub-networks that share their weights.
 
@@ -14,13 +16,15 @@ training time the kept units are scaled by ``1 / (1 - rate)``,
 .. math:: \tilde{x}_i = \frac{m_i\, x_i}{1 - p}, \qquad m_i \sim \mathrm{Bernoulli}(1 - p),
 
 so that :math:`\mathbb{E}[\tilde{x}_i] = x_i` and the layer is the identity
-at inference (the paper instead scales the *weights* by ``1 - p`` at test time;
-the two are equivalent for the expected activation).
+at inference (the paper instead scales the *weights* by the retention
+probability ``1 - rate`` at test time; the two are equivalent for the
+expected activation).
 
 Pure NumPy functions first (:func:`dropout_mask`, :func:`inverted_dropout`,
 :func:`count_subnetworks`), then the Keras layer :class:`InvertedDropout` and
 the Monte-Carlo dropout helpers of Gal & Ghahramani, *Dropout as a Bayesian
-Approximation*, ICML 2016 (:func:`mc_dropout_predict`, :func:`mc_summary`).
+Approximation*, ICML 2016 (:func:`mc_dropout_predict`, :func:`mc_summary`,
+:func:`predictive_entropy`).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ __all__ = [
     "mc_dropout_predict",
     "MCSummary",
     "mc_summary",
+    "predictive_entropy",
 ]
 
 
@@ -86,8 +91,9 @@ def dropout_mask(shape, rate, rng):
     """A random keep-mask: ``True`` where a unit is **kept**.
 
     Every entry is kept independently with probability ``1 - rate``
-    (``m_i ~ Bernoulli(1 - rate)``), as in Srivastava et al. (2014); ``rate``
-    is the *drop* probability, as in Keras ``Dropout(rate)``.  The mask is
+    (``m_i ~ Bernoulli(1 - rate)``), as in Srivastava et al. (2014), whose
+    retention probability ``p`` is ``1 - rate``; ``rate`` is the *drop*
+    probability, as in Keras ``Dropout(rate)``.  The mask is
     ``rng.random(shape) >= rate``, so ``rate == 0`` keeps everything.
 
     Args:
@@ -135,7 +141,8 @@ def inverted_dropout(x, rate, rng, training=True):
     at training time, and :math:`x` unchanged at inference, so the expected
     output equals the input in both modes.  This is what Keras
     ``Dropout(rate)`` computes (``keras/src/layers/regularization/dropout.py``);
-    Srivastava et al. (2014) scale by :math:`1 - p` at test time instead.
+    Srivastava et al. (2014) scale by the retention probability :math:`1 - p`
+    (their :math:`p`) at test time instead.
 
     Args:
         x: array-like of real numbers (never modified).
@@ -374,3 +381,49 @@ def mc_summary(probs):
     chosen = np.take_along_axis(probs, predicted[None, :, None], axis=2)[..., 0]  # (T, N)
     agreement = (probs.argmax(axis=2) == predicted[None, :]).mean(axis=0)
     return MCSummary(mean, predicted, chosen.std(axis=0), agreement)
+
+
+def predictive_entropy(samples):
+    r"""Entropy of the Monte-Carlo mean prediction, in nats.
+
+    With ``T`` passes :math:`p^{(t)}(y \mid x_n)` (e.g. from
+    :func:`mc_dropout_predict`), the predictive distribution is their mean
+    :math:`\bar p_n = \frac1T \sum_t p^{(t)}(\cdot \mid x_n)` and
+
+    .. math:: H_n = -\sum_{k=1}^{K} \bar p_{nk} \log \bar p_{nk}, \qquad 0 \log 0 = 0,
+
+    the *predictive entropy* used with Monte-Carlo dropout (Gal, *Uncertainty
+    in Deep Learning*, PhD thesis, University of Cambridge, 2016), the same
+    quantity as ``scipy.stats.entropy(mean, axis=1)``.  It lies in
+    :math:`[0, \log K]`: 0 when every pass puts all its mass on one class,
+    :math:`\log K` for the uniform mean.  Unlike :func:`mc_summary`'s spread it
+    is also large when all passes agree on a flat prediction.
+
+    Args:
+        samples: ``(T, N, K)`` probabilities, ``T >= 1`` passes of ``N``
+            examples over ``K >= 1`` classes; every entry in [0, 1] and every
+            ``samples[t, n]`` summing to 1 (to 1e-3, enough for float32
+            softmax outputs).
+
+    Returns:
+        float64 array ``(N,)``, the entropy of each example's mean prediction.
+
+    Raises:
+        ValueError: ``samples`` is not 3-D, has no pass or no class, or is not
+            made of probabilities.
+
+    Example:
+        >>> samples = np.array([[[1.0, 0.0], [1.0, 0.0]], [[1.0, 0.0], [0.0, 1.0]]])  # T=2, N=2
+        >>> predictive_entropy(samples).round(4).tolist()  # certain; passes disagree -> log 2
+        [0.0, 0.6931]
+    """
+    probs = np.asarray(samples, dtype=np.float64)
+    if probs.ndim != 3 or probs.shape[0] < 1 or probs.shape[2] < 1:
+        raise ValueError(f"samples must have shape (T, N, K) with T >= 1 and K >= 1, got {probs.shape}")
+    if not np.all(np.isfinite(probs)) or probs.min(initial=0.0) < 0 or probs.max(initial=0.0) > 1:
+        raise ValueError("samples must be probabilities: every entry in [0, 1]")
+    if probs.size and not np.allclose(probs.sum(axis=2), 1.0, rtol=0, atol=1e-3):
+        raise ValueError("samples must be probabilities: every samples[t, n] must sum to 1")
+    mean = probs.mean(axis=0)
+    terms = np.where(mean > 0, -mean * np.log(np.where(mean > 0, mean, 1.0)), 0.0)
+    return np.maximum(terms.sum(axis=1), 0.0)

@@ -15,6 +15,7 @@ def mlp(
     kernel_regularizer=None,
     dropout: float = 0.0,
     batch_norm: bool = False,
+    batch_norm_momentum: float = 0.99,
 ) -> keras.Model:
     """A ReLU multi-layer perceptron with a softmax output.
 
@@ -28,18 +29,22 @@ def mlp(
             (0 = no dropout layer).
         batch_norm: put a ``BatchNormalization`` between each hidden ``Dense``
             layer and its ReLU.
+        batch_norm_momentum: the ``momentum`` of those layers, in [0, 1): their
+            moving statistics are updated as ``moving = momentum * moving +
+            (1 - momentum) * batch_statistic`` (Keras' default 0.99).
 
     Example:
         >>> mlp(hidden=(32,), dropout=0.5).count_params()
         2410
     """
     _validate.in_half_open_unit("dropout", dropout, low_open=False)
+    _validate.in_half_open_unit("batch_norm_momentum", batch_norm_momentum, low_open=False)
     layers = [keras.Input((input_dim,))]
     for width in hidden:
         if batch_norm:
             layers += [
                 keras.layers.Dense(width, kernel_regularizer=kernel_regularizer),
-                keras.layers.BatchNormalization(),
+                keras.layers.BatchNormalization(momentum=batch_norm_momentum),
                 keras.layers.Activation("relu"),
             ]
         else:

@@ -32,6 +32,7 @@ from nnh.dropout import (
     inverted_dropout,
     mc_dropout_predict,
     mc_summary,
+    predictive_entropy,
 )
 
 matplotlib.use("Agg")
@@ -391,6 +392,58 @@ def test_mc_summary_matches_a_loop(seed, t, n, k):
         assert summary.agreement[i] == pytest.approx(agree)
 
 
+def test_mc_dropout_predict_contract_defaults_to_30_passes_with_dropout_on():
+    # issue 15: mc_dropout_predict(model, x, n_samples=30) -> (n_samples, N, K) float array
+    x, _ = toy_data()
+    model = small_model(rate=0.5, seed=3)
+    probs = mc_dropout_predict(model, x[:5])
+    assert probs.shape == (30, 5, 3) and probs.dtype.kind == "f"
+    assert len({p.tobytes() for p in probs}) == 30  # every pass has its own masks
+    assert not np.allclose(probs[0], model.predict(x[:5], verbose=0))
+    with pytest.raises(ValueError, match=r"\bn_samples\b"):
+        mc_dropout_predict(model, x[:5], -3)
+
+
+def test_mc_dropout_without_dropout_gives_identical_passes_equal_to_predict():
+    x, _ = toy_data()
+    model = small_model(with_dropout=False)
+    probs = mc_dropout_predict(model, x, 5)
+    for p in probs[1:]:
+        np.testing.assert_array_equal(p, probs[0])
+    np.testing.assert_allclose(probs[0], model.predict(x, verbose=0), rtol=1e-5, atol=1e-7)
+
+
+@PROPERTY
+@given(seed=SEEDS, t=st.integers(1, 8), n=st.integers(1, 6), k=st.integers(1, 6),
+       concentration=st.sampled_from([0.05, 1.0, 20.0]))
+def test_predictive_entropy_is_scipy_entropy_of_the_mean_and_bounded(seed, t, n, k, concentration):
+    samples = np.random.default_rng(seed).dirichlet(np.full(k, concentration), size=(t, n))
+    h = predictive_entropy(samples)
+    assert h.shape == (n,) and h.dtype == np.float64
+    np.testing.assert_allclose(h, stats.entropy(samples.mean(axis=0), axis=1), rtol=1e-10, atol=1e-12)
+    assert np.all(h >= 0) and np.all(h <= np.log(k) + 1e-12)
+
+
+def test_predictive_entropy_edge_cases():
+    one_hot = np.eye(4)[None, [0, 2]]  # T=1, N=2: 0·log 0 counts as 0
+    np.testing.assert_array_equal(predictive_entropy(one_hot), [0.0, 0.0])
+    uniform = np.full((3, 2, 5), 0.2)
+    np.testing.assert_allclose(predictive_entropy(uniform), np.log(5), rtol=1e-12)
+    disagree = np.stack([np.eye(4)[[0]], np.eye(4)[[1]]])  # two confident passes, two classes
+    np.testing.assert_allclose(predictive_entropy(disagree), [np.log(2)], rtol=1e-12)
+    assert predictive_entropy(np.eye(3)[None, [1]].astype(np.float32)).tolist() == [0.0]
+    assert predictive_entropy(np.zeros((2, 0, 3))).shape == (0,)
+
+
+@pytest.mark.parametrize("samples", [np.full((2, 3), 0.5), np.full((2, 1, 2, 2), 0.5), np.zeros((0, 2, 3)),
+                                     np.zeros((2, 2, 0)), np.full((1, 1, 2), 0.7), np.array([[[1.5, -0.5]]]),
+                                     np.array([[[np.nan, 1.0]]])],
+                         ids=["2-D", "4-D", "no pass", "no class", "sum 1.4", "outside [0, 1]", "nan"])
+def test_predictive_entropy_rejects_what_is_not_probabilities(samples):
+    with pytest.raises(ValueError, match=r"\bsamples\b"):
+        predictive_entropy(samples)
+
+
 def test_mc_summary_of_identical_passes_has_no_spread():
     probs = np.tile(np.array([[0.2, 0.8], [0.6, 0.4]]), (5, 1, 1))
     summary = mc_summary(probs)
@@ -493,3 +546,17 @@ def test_plots_return_labelled_figures():
     assert all(ax.get_title() and ax.get_xlabel() for ax in fig.axes)
     assert fig.axes[0].get_ylabel()
     matplotlib.pyplot.close("all")
+
+
+def test_mlp_batch_norm_momentum_reaches_the_layers_and_is_validated():
+    # the chapter's batch-norm variants (nnh.experiments.DROPOUT_VARIANTS) differ only in this momentum
+    from nnh import models
+
+    for momentum in (0.99, 0.9):
+        model = models.mlp(hidden=(8, 8), batch_norm=True, batch_norm_momentum=momentum)
+        bn = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+        assert len(bn) == 2 and all(layer.momentum == pytest.approx(momentum) for layer in bn)
+    assert models.mlp(hidden=(8,), batch_norm=True).layers[1].momentum == pytest.approx(0.99)  # Keras' default
+    for bad in (-0.1, 1.0, 1.5):
+        with pytest.raises(ValueError, match=r"\bbatch_norm_momentum\b"):
+            models.mlp(batch_norm=True, batch_norm_momentum=bad)
