@@ -12,7 +12,8 @@ Images are arrays shaped ``(N, H, W, C)`` ("channels last", as in Keras).
 * :func:`smooth_labels` (Szegedy et al. 2016, the form of Keras'
   ``CategoricalCrossentropy(label_smoothing=ε)``) and :func:`epsilon_hot` (the
   binary "ε-hot" form);
-* :func:`mixup_batch` (Zhang et al. 2018);
+* :func:`mixup_batch` (Zhang et al. 2018) and :func:`cutmix_batch` (Yun et al.
+  2019);
 * :class:`AugmentedBatches` — a ``keras.utils.PyDataset`` that applies any of
   them batch by batch during ``Model.fit`` — and :func:`fit_augmented`, which
   trains a classifier on it.
@@ -24,6 +25,8 @@ References:
     Vision*, CVPR 2016 (label smoothing, section 7).
     Zhang, Cisse, Dauphin & Lopez-Paz, *mixup: Beyond Empirical Risk
     Minimization*, ICLR 2018.
+    Yun, Han, Oh, Chun, Choe & Yoo, *CutMix: Regularization Strategy to Train
+    Strong Classifiers with Localizable Features*, ICCV 2019.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ __all__ = [
     "smooth_labels",
     "epsilon_hot",
     "mixup_batch",
+    "cutmix_batch",
     "one_hot",
     "apply_with_probability",
     "AugmentedBatches",
@@ -303,6 +307,12 @@ def epsilon_hot(y, epsilon: float) -> np.ndarray:
     ``y (1 − s) + s / 2`` (the ``K = 2`` case of :func:`smooth_labels`), so
     ``epsilon_hot(y, ε)`` equals Keras' smoothing with ``s = 2ε``.
 
+    Only for binary labels: applied entry by entry to one-hot rows of
+    ``K > 2`` classes, a row becomes one ``1 − ε`` and ``K − 1`` times ``ε``
+    and sums to ``1 + (K − 2) ε``, so it is no longer a probability
+    distribution.  For ``K`` classes use :func:`smooth_labels`
+    (``ε/K`` for every class), whose rows sum to 1.
+
     Args:
         y: array (any shape) of labels, each 0 or 1.
         epsilon: ``ε`` in [0, 0.5) — at 0.5 both classes would get 0.5.
@@ -317,6 +327,8 @@ def epsilon_hot(y, epsilon: float) -> np.ndarray:
     Example:
         >>> epsilon_hot(np.array([0, 1, 1]), 0.1)
         array([0.1, 0.9, 0.9])
+        >>> round(float(epsilon_hot(np.eye(4)[2], 0.1).sum()), 6)  # K = 4: 1 + 2ε, not 1
+        1.2
     """
     eps = _validate._real("epsilon", epsilon)
     if not 0 <= eps < 0.5:
@@ -393,6 +405,90 @@ def mixup_batch(x, y, alpha: float, rng):
     x_mixed = lam * x + (1 - lam) * x[index]
     y_mixed = lam * y + (1 - lam) * y[index]
     return x_mixed, y_mixed, lam, index
+
+
+def cutmix_batch(x, y, alpha: float, rng):
+    r"""CutMix (Yun et al. 2019): paste a box of a partner image, mix the labels by area.
+
+    .. math::
+        \lambda_0 \sim \mathrm{Beta}(\alpha, \alpha), \quad
+        h_0 = \mathrm{round}\bigl(H\sqrt{1 - \lambda_0}\bigr), \quad
+        w_0 = \mathrm{round}\bigl(W\sqrt{1 - \lambda_0}\bigr),
+
+        \tilde x = (1 - M) \odot x + M \odot x_{\pi}, \quad
+        \lambda = 1 - \frac{h\,w}{H\,W}, \quad
+        \tilde y = \lambda y + (1 - \lambda)\, y_{\pi}
+
+    where ``M`` is 1 inside the box and 0 outside, and ``π`` a random
+    permutation of the batch.  As in the authors' reference code, the box is
+    centred on a uniformly random pixel ``(c_y, c_x)``, has the sides
+    ``h_0 × w_0`` (rounded to the nearest integer, halves up) and is clipped to
+    the image: rows ``top = clip(c_y − ⌊h_0/2⌋, 0, H)`` to
+    ``clip(c_y − ⌊h_0/2⌋ + h_0, 0, H)`` (exclusive), the same for the columns.
+    Clipping makes the box smaller, so the label weight ``λ`` is recomputed
+    from the area actually pasted (``λ >= λ_0`` up to rounding).  One ``λ_0``,
+    one box and one permutation serve the whole batch.  (Keras'
+    ``keras.layers.CutMix`` draws a ``λ_0`` and a box per example and keeps
+    every box inside the image.)
+
+    Random draws, in this order: ``lam0 = rng.beta(alpha, alpha)``, then
+    ``index = rng.permutation(N)``, then ``c_y = rng.integers(0, H)`` and
+    ``c_x = rng.integers(0, W)``.
+
+    Args:
+        x: images, shape ``(N, H, W, C)``.
+        y: one-hot or soft labels, shape ``(N, K)``.
+        alpha: ``α > 0`` of the Beta distribution (Yun et al. use 1).
+        rng: a :class:`numpy.random.Generator`.
+
+    Returns:
+        ``(x_mixed, y_mixed, lam, index, box)``: ``x_mixed`` a new array of
+        the shape and dtype of ``x``; ``y_mixed`` a new float array of the
+        shape of ``y``; ``lam`` a Python float in [0, 1], the fraction of each
+        image that is kept; ``index`` the permutation; ``box`` the pasted
+        rectangle ``(top, left, height, width)`` as Python ints (height or
+        width may be 0: nothing pasted, ``lam = 1``).
+
+    Raises:
+        ValueError: ``alpha <= 0``, ``x`` not 4-D, ``y`` not 2-D or with a
+            number of rows different from ``len(x)``.
+
+    Example:
+        >>> x = np.stack([np.zeros((4, 4, 1)), np.ones((4, 4, 1))])
+        >>> x_mixed, y_mixed, lam, index, box = cutmix_batch(x, np.eye(2), 1.0, np.random.default_rng(1))
+        >>> box, lam, index
+        ((2, 0, 2, 3), 0.625, array([1, 0]))
+        >>> x_mixed[0, :, :, 0]  # rows 2-3, columns 0-2 come from x[1]
+        array([[0., 0., 0., 0.],
+               [0., 0., 0., 0.],
+               [1., 1., 1., 0.],
+               [1., 1., 1., 0.]])
+        >>> y_mixed[0]
+        array([0.625, 0.375])
+    """
+    alpha = _validate.positive("alpha", alpha)
+    rng = _validate.generator("rng", rng)
+    x = _images(x, "x")
+    y = np.asarray(y)
+    if y.ndim != 2 or len(y) != len(x):
+        raise ValueError(
+            f"y must be one-hot or soft labels of shape (N, K) with N = len(x) = {len(x)}, "
+            f"got shape {y.shape}"
+        )
+    n, height, width, _ = x.shape
+    lam0 = float(rng.beta(alpha, alpha))
+    index = rng.permutation(n)
+    cy, cx = int(rng.integers(0, height)), int(rng.integers(0, width))
+    ratio = math.sqrt(1.0 - lam0)
+    h0, w0 = math.floor(height * ratio + 0.5), math.floor(width * ratio + 0.5)
+    top, bottom = (int(np.clip(v, 0, height)) for v in (cy - h0 // 2, cy - h0 // 2 + h0))
+    left, right = (int(np.clip(v, 0, width)) for v in (cx - w0 // 2, cx - w0 // 2 + w0))
+    x_mixed = x.copy()
+    x_mixed[:, top:bottom, left:right] = x[index, top:bottom, left:right]
+    lam = 1.0 - (bottom - top) * (right - left) / (height * width)
+    y = y.astype(_float_dtype(y), copy=False)
+    y_mixed = lam * y + (1 - lam) * y[index]
+    return x_mixed, y_mixed, lam, index, (top, left, bottom - top, right - left)
 
 
 # --- Keras: augmentation during fit ------------------------------------------------------------

@@ -23,6 +23,7 @@ from nnh import augment
 from nnh.augment import (
     AugmentedBatches,
     apply_with_probability,
+    cutmix_batch,
     epsilon_hot,
     fit_augmented,
     mixup_batch,
@@ -438,6 +439,116 @@ def test_mixup_errors_name_the_parameter(x, y, alpha, name):
         mixup_batch(x, y, alpha, np.random.default_rng(0))
 
 
+# --- cutmix -------------------------------------------------------------------------------
+
+
+@st.composite
+def cutmix_cases(draw):
+    n = draw(st.integers(1, 6))
+    h, w, c = draw(st.integers(1, 9)), draw(st.integers(1, 9)), draw(st.integers(1, 3))
+    k = draw(st.integers(1, 5))
+    rng = np.random.default_rng(draw(SEEDS))
+    dtype = draw(st.sampled_from([np.int64, np.float32, np.float64]))
+    x = rng.permutation(n * h * w * c).reshape(n, h, w, c).astype(dtype)  # distinct values
+    y = np.eye(k)[rng.integers(0, k, n)]
+    return x, y, draw(st.floats(0.05, 5.0)), draw(SEEDS)
+
+
+@PROPERTY
+@given(cutmix_cases())
+def test_cutmix_pastes_one_box_of_the_partner_and_weights_labels_by_the_kept_area(case):
+    x, y, alpha, seed = case
+    x_before, y_before = x.copy(), y.copy()
+    x_mixed, y_mixed, lam, index, box = cutmix_batch(x, y, alpha, np.random.default_rng(seed))
+    np.testing.assert_array_equal(x, x_before)  # no mutation
+    np.testing.assert_array_equal(y, y_before)
+    n, height, width, _ = x.shape
+    assert x_mixed.shape == x.shape and x_mixed.dtype == x.dtype and y_mixed.shape == y.shape
+    np.testing.assert_array_equal(np.sort(index), np.arange(n))
+    top, left, h, w = box
+    assert all(type(v) is int for v in box) and type(lam) is float
+    assert 0 <= top and 0 <= left and h >= 0 and w >= 0 and top + h <= height and left + w <= width
+    inside = np.zeros((height, width), bool)
+    inside[top:top + h, left:left + w] = True
+    # inside the box: the partner's pixels; outside: the image's own
+    np.testing.assert_array_equal(x_mixed[:, inside], x[index][:, inside])
+    np.testing.assert_array_equal(x_mixed[:, ~inside], x[:, ~inside])
+    # lam is the area kept: 1 - the fraction of pixel positions inside the box
+    assert lam == pytest.approx(1 - inside.mean(), abs=1e-12) and 0.0 <= lam <= 1.0
+    if (index != np.arange(n)).any():  # all values distinct: a replaced pixel differs from x
+        kept = np.all(x_mixed == x, axis=(0, 3))
+        assert lam == pytest.approx(kept.mean(), abs=1e-12)
+    np.testing.assert_allclose(y_mixed, lam * y + (1 - lam) * y[index], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(y_mixed.sum(axis=1), 1.0, rtol=1e-12)
+
+
+@PROPERTY
+@given(cutmix_cases())
+def test_cutmix_box_follows_the_documented_draws(case):
+    x, y, alpha, seed = case
+    _, _, _, index, box = cutmix_batch(x, y, alpha, np.random.default_rng(seed))
+    _, height, width, _ = x.shape
+    replay = np.random.default_rng(seed)
+    lam0 = replay.beta(alpha, alpha)
+    np.testing.assert_array_equal(index, replay.permutation(len(x)))
+    cy, cx = replay.integers(0, height), replay.integers(0, width)
+    # an independent transcription: the set of rows (columns) within the centred, clipped box
+    h0 = int(np.floor(height * np.sqrt(1 - lam0) + 0.5))
+    w0 = int(np.floor(width * np.sqrt(1 - lam0) + 0.5))
+    rows = [r for r in range(cy - h0 // 2, cy - h0 // 2 + h0) if 0 <= r < height]
+    cols = [c for c in range(cx - w0 // 2, cx - w0 // 2 + w0) if 0 <= c < width]
+    top, left, h, w = box
+    assert (h, w) == (len(rows), len(cols))
+    if rows:
+        assert top == rows[0]
+    if cols:
+        assert left == cols[0]
+
+
+def cutmix_lams(alpha, n, seed, side=64):
+    """λ0 (replayed from the generator) and the returned λ of n calls on one side × side image pair."""
+    x, y = np.zeros((2, side, side, 1)), np.eye(2)
+    lam0, lam = [], []
+    for s in range(n):
+        lam0.append(np.random.default_rng([seed, s]).beta(alpha, alpha))
+        lam.append(cutmix_batch(x, y, alpha, np.random.default_rng([seed, s]))[2])
+    return np.array(lam0), np.array(lam)
+
+
+@pytest.mark.parametrize("alpha", [0.2, 1.0])
+def test_cutmix_lambda0_is_beta_and_clipping_only_keeps_more(alpha):
+    lam0, lam = cutmix_lams(alpha, 2000, seed=int(alpha * 10))
+    assert stats.kstest(lam0, stats.beta(alpha, alpha).cdf).pvalue > FALSE_FAILURE
+    # rounding the sides moves λ by at most about 2/side; clipping only removes pasted pixels
+    assert np.all(lam >= lam0 - 2.5 / 64)
+    # a centre near the border clips the box: often, the kept area is clearly larger than λ0
+    assert np.mean(lam > lam0 + 0.05) > 0.3
+
+
+def test_cutmix_lambda_spread_grows_with_alpha():
+    """Small α: λ0 near 0 or 1 (whole image or nearly none pasted); α = 1: spread over [0, 1]."""
+    small, _ = cutmix_lams(0.1, 1000, seed=1)
+    uniform, _ = cutmix_lams(1.0, 1000, seed=2)
+    middle = lambda v: np.mean((v > 0.2) & (v < 0.8))  # noqa: E731
+    assert middle(small) < 0.2 < 0.5 < middle(uniform)
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "alpha", "name"),
+    [
+        (np.zeros((4, 3, 3, 1)), np.eye(4), 0.0, "alpha"),
+        (np.zeros((4, 3, 3, 1)), np.eye(4), -1.0, "alpha"),
+        (np.zeros((4, 3, 3, 1)), np.eye(4), float("nan"), "alpha"),
+        (np.zeros((4, 3, 3)), np.eye(4), 1.0, "x"),  # not 4-D
+        (np.zeros((4, 3, 3, 1)), np.eye(3), 1.0, "y"),  # rows do not match
+        (np.zeros((4, 3, 3, 1)), np.arange(4), 1.0, "y"),  # integer class ids, not one-hot
+    ],
+)
+def test_cutmix_errors_name_the_parameter(x, y, alpha, name):
+    with pytest.raises(ValueError, match=rf"\b{name}\b"):
+        cutmix_batch(x, y, alpha, np.random.default_rng(0))
+
+
 # --- errors of the other functions ------------------------------------------------------------
 
 
@@ -541,7 +652,7 @@ def test_fit_augmented_runs_mixup_and_smoothing_reproducibly():
 
 def test_module_exports():
     assert set(augment.__all__) >= {"random_flip", "random_crop", "smooth_labels", "epsilon_hot",
-                                    "mixup_batch"}
+                                    "mixup_batch", "cutmix_batch"}
     for name in augment.__all__:
         assert callable(getattr(augment, name))
 
