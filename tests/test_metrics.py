@@ -237,3 +237,174 @@ def test_negative_log_likelihood_matches_keras_crossentropy():
     assert metrics.negative_log_likelihood(np.array([[1.0, 0.0]]), np.array([1])) == pytest.approx(-np.log(1e-12))
     with pytest.raises(ValueError, match="labels must be class ids"):
         metrics.negative_log_likelihood(probs, labels + 10)
+
+
+# --- proper scoring rules and temperature scaling -----------------------------------------
+
+
+@PROPERTY
+@given(predictions())
+def test_brier_score_matches_sklearn_and_a_direct_loop(case):
+    from sklearn.metrics import brier_score_loss
+
+    probs, labels, _ = case
+    k = probs.shape[1]
+    loop = sum(sum((p - (c == y)) ** 2 for c, p in enumerate(row)) for row, y in zip(probs.tolist(), labels))
+    assert metrics.brier_score(probs, labels) == pytest.approx(loop / len(probs), abs=1e-12)
+    if k >= 2 and np.allclose(probs.sum(axis=1), 1):  # sklearn wants probability rows
+        expected = brier_score_loss(labels, probs, labels=np.arange(k), scale_by_half=False)
+        assert metrics.brier_score(probs, labels) == pytest.approx(expected, abs=1e-12)
+    assert 0.0 <= metrics.brier_score(probs, labels) <= 2.0
+
+
+def test_brier_score_known_values():
+    assert metrics.brier_score([[1.0, 0.0]], [0]) == 0.0  # certain and right
+    assert metrics.brier_score([[0.0, 1.0]], [0]) == 2.0  # certain and wrong: the maximum
+    assert metrics.brier_score([[0.1] * 10], [3]) == pytest.approx(0.9 ** 2 + 9 * 0.01)  # uniform
+    assert type(metrics.brier_score([[1.0, 0.0]], [0])) is float
+
+
+logit_arrays = st.builds(
+    lambda n, k, scale, seed: np.random.default_rng(seed).normal(size=(n, k)) * scale,
+    st.integers(1, 40), st.integers(1, 8), st.sampled_from([0.01, 1.0, 10.0, 300.0]), st.integers(0, 2**32 - 1))
+
+
+@pytest.mark.filterwarnings("ignore:You are using a softmax over axis -1")  # Keras on K = 1
+@PROPERTY
+@given(logit_arrays, st.floats(0.05, 20.0))
+def test_softmax_matches_scipy_and_keras(z, temperature):
+    import keras
+    from scipy.special import softmax as scipy_softmax
+
+    p = metrics.softmax(z, temperature)
+    np.testing.assert_allclose(p, scipy_softmax(z / temperature, axis=1), rtol=1e-10, atol=1e-300)
+    q = keras.ops.convert_to_numpy(keras.ops.softmax(z.astype("float32") / np.float32(temperature), axis=-1))
+    np.testing.assert_allclose(p, q, rtol=2e-5, atol=1e-6)  # Keras in float32
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    # a constant per row changes nothing, so log p is a logit vector of p
+    np.testing.assert_allclose(metrics.softmax(z + np.arange(len(z))[:, None] * 7.5, temperature), p,
+                               rtol=1e-9, atol=1e-300)
+    # the temperature never changes the order inside a row
+    np.testing.assert_array_equal(p.argmax(axis=1), z.argmax(axis=1))
+
+
+def reference_nll(z, y, log_t):
+    """Mean NLL of softmax(z / T), via scipy's log_softmax (independent of nnh)."""
+    from scipy.special import log_softmax
+
+    return float(-np.mean(log_softmax(z / np.exp(log_t), axis=1)[np.arange(len(y)), y]))
+
+
+def reference_minimum(z, y, lo, hi):
+    """The lowest NLL that scipy.optimize.minimize_scalar finds over log T in [lo, hi]
+    (unbounded Brent from the best point of a grid, and bounded search), and the grid."""
+    from scipy.optimize import minimize_scalar
+
+    grid = np.linspace(lo, hi, 401)
+    values = [reference_nll(z, y, t) for t in grid]
+    best = [min(values)]
+    i = int(np.argmin(values))
+    if 0 < i < len(grid) - 1:
+        r = minimize_scalar(lambda t: reference_nll(z, y, t), bracket=(grid[i - 1], grid[i], grid[i + 1]),
+                            method="brent", tol=1e-12)
+        if lo <= r.x <= hi:
+            best.append(r.fun)
+    r = minimize_scalar(lambda t: reference_nll(z, y, t), bounds=(lo, hi), method="bounded",
+                        options={"xatol": 1e-12})
+    best.append(r.fun)
+    return min(best)
+
+
+@st.composite
+def calibration_problems(draw):
+    """Logits of a model that is over-confident (scale > 1), under-confident (< 1) or
+    calibrated (1): labels drawn from softmax(true logits), the model's logits are
+    scale × true logits plus noise, shifted by an arbitrary constant per row."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    n, k = draw(st.integers(2, 300)), draw(st.integers(2, 10))
+    true = rng.normal(size=(n, k)) * draw(st.sampled_from([0.3, 1.0, 3.0, 8.0]))
+    p = np.exp(true - true.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    labels = np.array([rng.choice(k, p=row) for row in p])
+    scale = draw(st.sampled_from([0.05, 0.3, 1.0, 2.5, 10.0]))
+    z = scale * true + draw(st.sampled_from([0.0, 0.5])) * rng.normal(size=(n, k))
+    z += rng.normal(size=(n, 1)) * 100  # a shift per row changes no probability
+    return z, labels
+
+
+@settings(max_examples=120, deadline=None)
+@given(calibration_problems())
+def test_fit_temperature_reaches_scipys_minimum(case):
+    z, y = case
+    lo, hi = np.log(1e-3), np.log(1e3)
+    t = metrics.fit_temperature(z, y)
+    assert type(t) is float and 1e-3 <= t <= 1e3
+    assert reference_nll(z, y, np.log(t)) <= reference_minimum(z, y, lo, hi) + 1e-6
+
+
+def test_fit_temperature_recovers_the_scale_of_a_miscalibrated_model():
+    rng = np.random.default_rng(1)
+    true = rng.normal(size=(20000, 10)) * 2
+    p = metrics.softmax(true)
+    y = (p.cumsum(axis=1) > rng.random((len(p), 1))).argmax(axis=1)  # one draw per row
+    for scale in (0.5, 1.0, 2.0, 4.0):  # under-confident, calibrated, over-confident
+        assert metrics.fit_temperature(scale * true, y) == pytest.approx(scale, rel=0.05)
+    # and the fitted temperature scales with the logits
+    t = metrics.fit_temperature(true, y)
+    assert metrics.fit_temperature(3 * true, y) == pytest.approx(3 * t, rel=1e-6)
+
+
+def test_fit_temperature_lowers_the_nll_and_keeps_the_argmax():
+    rng = np.random.default_rng(2)
+    true = rng.normal(size=(2000, 10)) * 2
+    y = (metrics.softmax(true).cumsum(axis=1) > rng.random((2000, 1))).argmax(axis=1)
+    z = 3 * true
+    t = metrics.fit_temperature(z, y)
+    before, after = metrics.softmax(z), metrics.softmax(z, t)
+    assert metrics.negative_log_likelihood(after, y) < metrics.negative_log_likelihood(before, y)
+    np.testing.assert_array_equal(after.argmax(axis=1), before.argmax(axis=1))
+    assert metrics.accuracy(after, y) == metrics.accuracy(before, y)
+
+
+def test_fit_temperature_at_the_edges():
+    # every true logit strictly largest: the NLL falls as T -> 0, so the lower bound
+    z = np.array([[3.0, 0.0, 1.0], [0.0, 2.0, -1.0]])
+    assert metrics.fit_temperature(z, [0, 1]) == pytest.approx(1e-3)
+    assert metrics.fit_temperature(z, [0, 1], bounds=(0.1, 10)) == pytest.approx(0.1)
+    # true logits always the lowest: the NLL falls towards log K as T -> inf, so the upper bound
+    assert metrics.fit_temperature(z, [1, 2]) == pytest.approx(1e3)
+    # equal logits: every T gives log K; any T in the bounds is a minimiser
+    t = metrics.fit_temperature(np.zeros((4, 3)), [0, 1, 2, 0])
+    assert 1e-3 <= t <= 1e3
+    # a single class: the NLL is 0 for every T
+    assert 1e-3 <= metrics.fit_temperature(np.zeros((3, 1)), [0, 0, 0]) <= 1e3
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda: metrics.fit_temperature([[0.0, 1.0]], [0, 1]), "labels"),
+        (lambda: metrics.fit_temperature([[0.0, 1.0], [1.0, 0.0]], [0]), "labels"),
+        (lambda: metrics.fit_temperature([0.0, 1.0], [0, 1]), "logits"),
+        (lambda: metrics.fit_temperature(np.zeros((2, 2, 2)), [0, 1]), "logits"),
+        (lambda: metrics.fit_temperature(np.zeros((0, 3)), np.zeros(0, int)), "logits"),
+        (lambda: metrics.fit_temperature([[np.inf, 0.0]], [0]), "logits"),
+        (lambda: metrics.fit_temperature([[0.0, 1.0]], [2]), "labels"),
+        (lambda: metrics.fit_temperature([[0.0, 1.0]], [-1]), "labels"),
+        (lambda: metrics.fit_temperature([[0.0, 1.0]], [0.5]), "labels"),
+        (lambda: metrics.fit_temperature([[0.0, 1.0]], [[0]]), "labels"),
+        (lambda: metrics.fit_temperature([[0.0, 1.0]], [0], bounds=(0, 1)), "bounds"),
+        (lambda: metrics.fit_temperature([[0.0, 1.0]], [0], bounds=(2, 1)), "bounds"),
+        (lambda: metrics.fit_temperature([[0.0, 1.0]], [0], bounds=(1, np.inf)), "bounds"),
+        (lambda: metrics.fit_temperature([[0.0, 1.0]], [0], bounds=3), "bounds"),
+        (lambda: metrics.softmax([[0.0, 1.0]], temperature=0), "temperature"),
+        (lambda: metrics.softmax([[0.0, 1.0]], temperature=-1.0), "temperature"),
+        (lambda: metrics.softmax([0.0, 1.0]), "logits"),
+        (lambda: metrics.brier_score([[0.6, 0.4]], [0, 1]), "labels"),
+        (lambda: metrics.brier_score([[1.5, -0.5]], [0]), "probs"),
+        (lambda: metrics.brier_score([0.6, 0.4], [0]), "probs"),
+    ],
+)
+def test_calibration_errors_name_the_parameter(call, name):
+    with pytest.raises(ValueError, match=rf"\b{name}\b"):
+        call()
