@@ -169,21 +169,23 @@ def plot_reliability_diagrams(predictions: Mapping[str, tuple[np.ndarray, np.nda
 # --- dropout (chapter "dropout") ------------------------------------------------------
 
 
-def plot_dropout_masks(masks: Mapping[str, np.ndarray], title: str = "Dropout masks"):
+def plot_dropout_masks(masks: Mapping[str, np.ndarray], title: str = "Dropout masks", *,
+                       xlabel: str = "hidden unit (index)", ylabel: str = "training example (index)"):
     """Sampled keep-masks as images: one panel per mask, rows = examples, columns = units.
 
     ``masks`` maps a label (e.g. ``"rate 0.5"``) to a boolean array
     ``(n_examples, n_units)`` such as :func:`nnh.dropout.dropout_mask` returns.
     Kept units are light, dropped units dark; each row is the sub-network that
-    one training example trains.  The panel title gives the fraction kept.
+    one training example trains.  The panel title gives the fraction kept;
+    ``xlabel``/``ylabel`` rename the axes for other layouts (e.g. rows =
+    feature maps, columns = pixel positions).
     """
     fig, axes = plt.subplots(1, len(masks), figsize=(4.2 * len(masks), 3.4),
                              layout="constrained", squeeze=False)
     for ax, (label, mask) in zip(axes.flat, masks.items()):
         mask = np.asarray(mask, dtype=bool)
         ax.imshow(mask, cmap="gray", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
-        ax.set(title=f"{label}: {mask.mean():.0%} of units kept",
-               xlabel="hidden unit (index)", ylabel="training example (index)")
+        ax.set(title=f"{label}: {mask.mean():.0%} of units kept", xlabel=xlabel, ylabel=ylabel)
     fig.suptitle(title)
     return fig
 
@@ -381,4 +383,95 @@ def plot_ablation(summary: Mapping[str, Mapping[str, tuple[float, float]]], *,
     axes.flat[0].set_ylabel("configuration")
     fig.suptitle(f"{title}\nbars: mean, error bars: ± one standard deviation"
                  + (f" over {n_seeds} seeds" if n_seeds else ""))
+    return fig
+
+
+# --- early stopping (chapter "weight penalties") ---------------------------------------
+
+
+def plot_early_stopping(history: Mapping[str, Sequence[float]], stop_epoch: int | None, best_epoch: int, *,
+                        title: str = "Early stopping on the validation loss"):
+    """Training and validation loss per epoch (log scale) of one run, with the epoch whose
+    weights ``EarlyStopping(restore_best_weights=True)`` restores and the epoch at which it
+    stops marked.  ``stop_epoch``/``best_epoch`` are numbered from 0, as Keras and
+    :func:`nnh.regularization.early_stopping` number them; the x-axis counts from 1."""
+    fig, ax = plt.subplots(figsize=(7, 3.8), layout="constrained")
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    ax.plot(epochs, history["loss"], color="C0", label="training loss")
+    ax.plot(epochs, history["val_loss"], color="C0", ls="--", label="validation loss")
+    ax.axvline(best_epoch + 1, color="C2", ls=":", label=f"restored: weights after epoch {best_epoch + 1}")
+    ax.plot(best_epoch + 1, history["val_loss"][best_epoch], "o", color="C2")
+    if stop_epoch is not None:
+        ax.axvline(stop_epoch + 1, color="C3", ls="-.", label=f"stops after epoch {stop_epoch + 1}")
+        ax.axvspan(stop_epoch + 1, epochs[-1], color="0.85", alpha=0.5, label="epochs not trained")
+    ax.set(title=title, xlabel="epoch", ylabel="cross-entropy (log scale)", yscale="log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
+
+
+# --- learning-rate range test and ReduceLROnPlateau (chapter "schedules") ----------------
+
+
+def plot_lr_range_test(rates: Sequence[float], losses: Sequence[float], smoothed: Sequence[float], *,
+                       marks: Mapping[str, float] | None = None,
+                       title: str = "Learning-rate range test"):
+    """Loss of each batch (dots) and its smoothed curve against the rate, on a log axis;
+    ``marks`` maps a label to a rate drawn as a vertical line."""
+    fig, ax = plt.subplots(figsize=(7, 3.8), layout="constrained")
+    ax.plot(rates, losses, ".", color="C0", alpha=0.4, label="loss of each batch")
+    ax.plot(rates, smoothed, color="C0", label="smoothed")
+    for i, (label, rate) in enumerate((marks or {}).items()):
+        ax.axvline(rate, color=f"C{i + 1}", ls="--", label=label)
+    ax.set(xscale="log", title=title, xlabel="learning rate (log scale)", ylabel="training cross-entropy")
+    ax.set_ylim(0, 1.5 * max(smoothed[0], min(smoothed) * 4))  # the last, diverging batches go off the top
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def plot_plateau(history: Mapping[str, Sequence[float]], title: str = "ReduceLROnPlateau"):
+    """Validation loss (left) and learning rate (right, log scale) per epoch of one run;
+    ``history`` needs ``val_loss`` and ``learning_rate`` (the rate each epoch trained with)."""
+    epochs = np.arange(1, len(history["val_loss"]) + 1)
+    fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
+    ax_loss.plot(epochs, history["loss"], label="training")
+    ax_loss.plot(epochs, history["val_loss"], ls="--", label="validation")
+    ax_loss.set(title=f"{title}: loss per epoch", xlabel="epoch", ylabel="cross-entropy")
+    ax_loss.legend()
+    ax_lr.step(epochs, history["learning_rate"], where="mid", color="C2")
+    ax_lr.set(title=f"{title}: rate of each epoch", xlabel="epoch", ylabel="learning rate (log scale)",
+              yscale="log")
+    for ax in (ax_loss, ax_lr):
+        ax.grid(alpha=0.3)
+    return fig
+
+
+# --- calibration (chapter "calibration") ----------------------------------------------
+
+
+def plot_calibrated_scores(results: Mapping[int, Mapping[str, np.ndarray]],
+                           title: str = "Scores of perfectly calibrated predictions"):
+    """How the ECE, the NLL and the Brier score of calibrated predictions depend on the
+    number ``N`` of test examples, from :func:`nnh.experiments.calibrated_scores`
+    (``{N: {"ECE" | "NLL" | "Brier": values of the repeats}}``).  One panel per score:
+    every repeat as a dot, the mean ± one standard deviation as a line with error bars,
+    ``N`` on a log axis."""
+    sizes = sorted(results)
+    names = [k for k in ("ECE", "NLL", "Brier") if k in results[sizes[0]]]
+    fig, axes = plt.subplots(1, len(names), figsize=(3.8 * len(names), 3.5), layout="constrained",
+                             squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        for n in sizes:
+            values = results[n][name]
+            ax.plot(np.full(len(values), n), values, ".", color="0.6", ms=3, alpha=0.5)
+        means = [results[n][name].mean() for n in sizes]
+        sds = [results[n][name].std() for n in sizes]
+        ax.errorbar(sizes, means, yerr=sds, fmt="o-", color="C0", capsize=3, label="mean ± s.d.")
+        ax.set_xscale("log")
+        ax.set(title=name, xlabel="test examples N (log scale)", ylabel=f"{name} of calibrated predictions",
+               ylim=(0, None))
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize="small")
+    fig.suptitle(title)
     return fig

@@ -49,3 +49,96 @@ def test_calibration_report():
     report = experiments.calibration_report(probs, np.array([0, 1, 1, 1]), n_bins=10)
     assert report["accuracy"] == 0.75 and report["confidence"] == pytest.approx(0.75)
     assert report["conf − acc"] == pytest.approx(0.0)
+
+
+def test_train_adam_variants_on_short_runs():
+    split = data.digits(n_train=100)
+    setup = dataclasses.replace(experiments.PENALTIES, epochs=2)
+    run = experiments.train_adam("AdamW", split=split, setup=setup)
+    optimizer = run.model.optimizer
+    assert isinstance(optimizer, keras.optimizers.AdamW) and optimizer.weight_decay == 1.0
+    decayed = {v.name: optimizer._use_weight_decay(v) for v in run.model.trainable_variables}
+    assert decayed and all(decayed[name] == ("bias" not in name) for name in decayed)  # kernels only
+    assert run.model.losses == []  # decoupled: no penalty in the loss
+    run = experiments.train_adam("Adam + L2", split=split, setup=setup)
+    assert type(run.model.optimizer) is keras.optimizers.Adam and len(run.model.losses) == 3
+    with pytest.raises(ValueError, match="variant must be one of"):
+        experiments.train_adam("SGDW", split=split, setup=setup)
+
+
+class StopAtOnce(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        self.model.stop_training = True
+
+
+def test_train_penalized_passes_callbacks_to_fit():
+    setup = dataclasses.replace(experiments.PENALTIES, epochs=3)
+    run = experiments.train_penalized(split=data.digits(n_train=100), setup=setup, callbacks=[StopAtOnce()])
+    assert len(run.history["loss"]) == 1 and len(run.history["val_loss"]) == 1
+
+
+# --- chapter "calibration" ---------------------------------------------------------------
+
+
+def test_calibration_splits_are_disjoint_and_stratified():
+    split, x_val, y_val = experiments.calibration_splits()
+    assert (len(split.x_train), len(x_val), len(split.x_test)) == (200, 300, 450)
+    rows = lambda x: {r.tobytes() for r in x}  # noqa: E731
+    assert not rows(split.x_train) & rows(x_val) and not rows(x_val) & rows(split.x_test)
+    assert not rows(split.x_train) & rows(split.x_test)
+    assert np.bincount(y_val).min() >= 29 and np.bincount(split.y_train).min() >= 19
+    np.testing.assert_array_equal(split.y_test, data.digits().y_test)
+
+
+def test_logits_are_the_pre_softmax_outputs():
+    from nnh import metrics, models
+
+    keras.utils.set_random_seed(0)
+    model = models.mlp(hidden=(16, 8))
+    x = np.random.default_rng(0).random((5, 64)).astype("float32")
+    z = experiments.logits(model, x)
+    p = keras.ops.convert_to_numpy(model(x, training=False))
+    np.testing.assert_allclose(metrics.softmax(z), p, atol=1e-6)
+    # the same as a copy of the model without the softmax
+    head = keras.layers.Dense(10)
+    head.build((None, 8))
+    head.set_weights(model.layers[-1].get_weights())
+    body = x
+    for layer in model.layers[:-1]:
+        body = layer(body)
+    np.testing.assert_allclose(z, keras.ops.convert_to_numpy(head(body)), rtol=1e-5, atol=1e-5)
+
+
+def test_calibrated_scores_draw_calibrated_labels():
+    pool = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    result = experiments.calibrated_scores(pool, sizes=(20000,), repeats=2, seed=1)
+    assert set(result) == {20000} and all(len(v) == 2 for v in result[20000].values())
+    # the labels follow the rows, so accuracy = confidence and the ECE is near 0 at large N
+    assert np.all(result[20000]["ECE"] < 0.01)
+    expected_nll = -(0.7 * np.log(0.7) + 0.2 * np.log(0.2) + 0.1 * np.log(0.1)
+                     + 0.1 * np.log(0.1) + 0.1 * np.log(0.1) + 0.8 * np.log(0.8)) / 2
+    np.testing.assert_allclose(result[20000]["NLL"], expected_nll, atol=0.02)
+
+
+def test_error_share():
+    probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7]])
+    labels = np.array([0, 1, 1])  # the second is wrong
+    per_example = np.array([0.02, 0.72, 0.18])
+    assert experiments.error_share(probs, labels) == pytest.approx(0.72 / per_example.sum())
+    assert experiments.error_share(probs, np.array([0, 0, 1])) == 0.0
+
+
+def test_late_loss_rises_are_epoch_over_epoch_ratios():
+    history = {"loss": [4.0, 2.0, 1.0, 2.0, 1.0, 0.5, 1.0, 0.5]}
+    np.testing.assert_allclose(experiments.late_loss_rises(history, start=5), [0.5, 2.0, 0.5])
+    assert len(experiments.late_loss_rises({"loss": list(range(10, 0, -1))})) == 5  # the last five of ten
+
+
+def test_smooth_is_a_bias_corrected_moving_average():
+    np.testing.assert_allclose(experiments.smooth(np.full(7, 3.0)), 3.0)  # no bias towards 0
+    values = np.array([1.0, 3.0, 2.0])
+    beta = 0.9
+    ema = [0.1 * 1.0, 0.9 * 0.1 + 0.1 * 3.0]
+    ema.append(0.9 * ema[1] + 0.1 * 2.0)
+    expected = [e / (1 - beta ** (i + 1)) for i, e in enumerate(ema)]
+    np.testing.assert_allclose(experiments.smooth(values, beta), expected)
