@@ -64,16 +64,19 @@ def _check(probs, labels=None):
         raise ValueError("probs must hold at least one prediction (N >= 1)")
     if not np.all(np.isfinite(p)) or p.min() < 0 or p.max() > 1:
         raise ValueError("probs must have entries in [0, 1]")
-    if labels is None:
-        return p, None
+    return p, None if labels is None else _check_labels(labels, p.shape, "probs")
+
+
+def _check_labels(labels, shape: tuple[int, int], against: str) -> np.ndarray:
+    """``labels`` as integer class ids, one per row of an ``(N, K)`` array named ``against``."""
     y = np.asarray(labels)
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"labels must be a 1-D array of integer class ids, got {labels!r:.80}")
-    if len(y) != len(p):
-        raise ValueError(f"labels and probs must have the same length, got {len(y)} and {len(p)}")
-    if y.min() < 0 or y.max() >= p.shape[1]:
-        raise ValueError(f"labels must be class ids in [0, {p.shape[1] - 1}]")
-    return p, y
+    if len(y) != shape[0]:
+        raise ValueError(f"labels and {against} must have the same length, got {len(y)} and {shape[0]}")
+    if y.min() < 0 or y.max() >= shape[1]:
+        raise ValueError(f"labels must be class ids in [0, {shape[1] - 1}]")
+    return y
 
 
 def bin_edges(n_bins: int = 15) -> np.ndarray:
@@ -236,16 +239,7 @@ def _check_logits(logits, labels=None):
         raise ValueError("logits must hold at least one example (N >= 1)")
     if not np.all(np.isfinite(z)):
         raise ValueError("logits must be finite (no nan or inf)")
-    if labels is None:
-        return z, None
-    y = np.asarray(labels)
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"labels must be a 1-D array of integer class ids, got {labels!r:.80}")
-    if len(y) != len(z):
-        raise ValueError(f"labels and logits must have the same length, got {len(y)} and {len(z)}")
-    if y.min() < 0 or y.max() >= z.shape[1]:
-        raise ValueError(f"labels must be class ids in [0, {z.shape[1] - 1}]")
-    return z, y
+    return z, None if labels is None else _check_labels(labels, z.shape, "logits")
 
 
 def softmax(logits, temperature: float = 1.0) -> np.ndarray:
