@@ -185,19 +185,12 @@ def train_penalized(regularizer=None, *, seed: int = 0, validate: bool = True, s
     ``validate``: evaluate the validation digits after every epoch (``val_*``).
     ``optimizer``: instead of the set-up's (SGD with momentum); ``callbacks``: Keras
     callbacks for ``fit`` (e.g. ``EarlyStopping``, which needs ``validate``).
-    Same seeding and batches as :func:`nnh.training.fit`."""
+    :func:`nnh.training.fit` with these options."""
     split = data.digits(n_train=setup.n_train) if split is None else split
-    training.set_seed(seed)
-    model = models.mlp(hidden=setup.hidden, kernel_regularizer=regularizer)
-    if optimizer is None:
-        optimizer = training.make_optimizer(setup.optimizer, setup.learning_rate, setup.momentum)
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    fit_inputs = {"x": training.batches(split.x_train, split.y_train, setup.batch_size, seed=seed),
-                  "shuffle": False,
-                  "validation_data": training.batches(split.x_test, split.y_test, 512, shuffle=False)
-                  if validate else None}
-    return training.train_and_evaluate(model, fit_inputs, (split.x_test, split.y_test), epochs=setup.epochs,
-                                       callbacks=callbacks, test_every_epoch=validate)
+    build = lambda: models.mlp(hidden=setup.hidden, kernel_regularizer=regularizer)  # noqa: E731
+    return training.fit(build, split, setup.learning_rate, epochs=setup.epochs, batch_size=setup.batch_size,
+                        momentum=setup.momentum, optimizer=setup.optimizer if optimizer is None else optimizer,
+                        seed=seed, test_every_epoch=validate, callbacks=callbacks)
 
 
 PENALTY_PATIENCE = 5

@@ -55,9 +55,10 @@ def fit(
     epochs: int = 10,
     batch_size: int = 32,
     momentum: float = 0.9,
-    optimizer: str = "sgd",
+    optimizer: str | keras.optimizers.Optimizer = "sgd",
     seed: int = 0,
     test_every_epoch: bool = False,
+    callbacks: list | None = None,
 ) -> RunResult:
     """Seed everything, train ``build_model()`` with SGD and evaluate it.
 
@@ -67,11 +68,15 @@ def fit(
         learning_rate: a float or a ``keras.optimizers.schedules.LearningRateSchedule``.
         epochs, batch_size: as in ``Model.fit``.
         momentum: SGD momentum (ignored by Adam).
-        optimizer: ``"sgd"`` (SGD with ``momentum``) or ``"adam"``.
+        optimizer: ``"sgd"`` (SGD with ``momentum``), ``"adam"``, or a fresh
+            ``keras.optimizers.Optimizer`` to use as it is (``learning_rate`` and
+            ``momentum`` are then ignored).
         seed: seeds weights, shuffling and every random op.
         test_every_epoch: also evaluate on the test set after every epoch
             (``val_*`` keys in the history; costs about a third more time).
             Otherwise the test set is evaluated once, after training.
+        callbacks: more Keras callbacks for ``Model.fit`` (e.g. ``EarlyStopping``
+            on ``val_loss``, which needs ``test_every_epoch``).
 
     Returns:
         :class:`RunResult` with the per-epoch history (training loss and
@@ -81,8 +86,10 @@ def fit(
     """
     set_seed(seed)
     model = build_model()
+    if not isinstance(optimizer, keras.optimizers.Optimizer):
+        optimizer = make_optimizer(optimizer, learning_rate, momentum)
     model.compile(
-        optimizer=make_optimizer(optimizer, learning_rate, momentum),
+        optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
@@ -92,6 +99,7 @@ def fit(
          "validation_data": batches(data.x_test, data.y_test, 512, shuffle=False) if test_every_epoch else None},
         (data.x_test, data.y_test),
         epochs=epochs,
+        callbacks=callbacks,
         test_every_epoch=test_every_epoch,
     )
 
