@@ -56,12 +56,18 @@ __all__ = [
 ]
 
 
+def _matrix(values, name: str, row: str) -> np.ndarray:
+    """``values`` as a float64 ``(N, K)`` array with ``N, K >= 1`` (a ``row`` is one of the N)."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 2 or array.shape[1] < 1:
+        raise ValueError(f"{name} must have shape (N, K) with K >= 1, got shape {np.shape(values)}")
+    if array.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one {row} (N >= 1)")
+    return array
+
+
 def _check(probs, labels=None):
-    p = np.asarray(probs, dtype=np.float64)
-    if p.ndim != 2 or p.shape[1] < 1:
-        raise ValueError(f"probs must have shape (N, K) with K >= 1, got shape {np.shape(probs)}")
-    if p.shape[0] == 0:
-        raise ValueError("probs must hold at least one prediction (N >= 1)")
+    p = _matrix(probs, "probs", "prediction")
     if not np.all(np.isfinite(p)) or p.min() < 0 or p.max() > 1:
         raise ValueError("probs must have entries in [0, 1]")
     return p, None if labels is None else _check_labels(labels, p.shape, "probs")
@@ -232,11 +238,7 @@ def brier_score(probs, labels) -> float:
 
 
 def _check_logits(logits, labels=None):
-    z = np.asarray(logits, dtype=np.float64)
-    if z.ndim != 2 or z.shape[1] < 1:
-        raise ValueError(f"logits must have shape (N, K) with K >= 1, got shape {np.shape(logits)}")
-    if z.shape[0] == 0:
-        raise ValueError("logits must hold at least one example (N >= 1)")
+    z = _matrix(logits, "logits", "example")
     if not np.all(np.isfinite(z)):
         raise ValueError("logits must be finite (no nan or inf)")
     return z, None if labels is None else _check_labels(labels, z.shape, "logits")
