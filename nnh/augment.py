@@ -40,7 +40,7 @@ import numpy as np
 
 from nnh import _validate, metrics
 from nnh.data import Split
-from nnh.training import RunResult, batches, make_optimizer, train_and_evaluate
+from nnh.training import STEPS_PER_EXECUTION, RunResult, batches, make_optimizer, train_and_evaluate
 
 __all__ = [
     "random_flip",
@@ -641,6 +641,7 @@ def fit_augmented(
         optimizer=make_optimizer(optimizer, learning_rate, momentum),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        steps_per_execution=STEPS_PER_EXECUTION,
     )
     if transform is None and mixup_alpha is None:
         inputs = {"x": batches(data.x_train, one_hot(data.y_train, n_classes), batch_size, seed=seed),

@@ -142,3 +142,31 @@ def test_smooth_is_a_bias_corrected_moving_average():
     ema.append(0.9 * ema[1] + 0.1 * 2.0)
     expected = [e / (1 - beta ** (i + 1)) for i, e in enumerate(ema)]
     np.testing.assert_allclose(experiments.smooth(values, beta), expected)
+
+
+@pytest.mark.parametrize("trainer", ["fit", "fit_augmented"])
+def test_several_updates_per_call_change_no_number(trainer, monkeypatch):
+    """nnh trains with ``steps_per_execution=training.STEPS_PER_EXECUTION`` for speed: the
+    histories, the per-update rates and the test accuracy equal those of one update per
+    call (dropout, a schedule, random shifts and mixup included)."""
+    from nnh import augment, models, training
+
+    def run():
+        if trainer == "fit":
+            split = data.digits(n_train=150)
+            return training.fit(lambda: models.mlp(hidden=(32,), dropout=0.3), split,
+                                schedules.WarmupCosine(5, 20, 0.05), epochs=4, batch_size=32, seed=3,
+                                test_every_epoch=True)
+        split = data.digits(flat=False, n_train=150)
+        return augment.fit_augmented(
+            lambda: models.cnn(split.x_train.shape[1:], filters=(4,), dense=8, dropout=0.2), split, 0.01,
+            epochs=3, batch_size=32, seed=3, mixup_alpha=0.2,
+            transform=lambda x, rng: augment.random_shift(x, 1, rng))
+
+    fast = run()
+    monkeypatch.setattr(training, "STEPS_PER_EXECUTION", 1)
+    monkeypatch.setattr(augment, "STEPS_PER_EXECUTION", 1)
+    slow = run()
+    assert fast.history == slow.history
+    assert fast.rates == slow.rates and len(fast.rates) == len(fast.history["loss"]) * 5
+    assert fast.test_accuracy == slow.test_accuracy

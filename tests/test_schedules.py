@@ -605,6 +605,31 @@ def test_fit_uses_the_schedule_and_logger_records_each_batch(tmp_path):
     assert current_lr(model.optimizer) == pytest.approx(FIT_CONFIG["final_lr"], rel=1e-6)
 
 
+@pytest.mark.parametrize("steps_per_execution", [2, 4, 32])
+def test_logger_records_every_update_with_several_updates_per_call(steps_per_execution):
+    """With ``compile(steps_per_execution=k)`` Keras calls the batch callbacks once per
+    k updates (fewer at the end of an epoch); the logger still records one rate per update."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=WarmupCosine(**FIT_CONFIG)), loss="mse",
+                  steps_per_execution=steps_per_execution)
+    x, y = tiny_data(5)
+    logger = LearningRateLogger()
+    model.fit(x, y, batch_size=BATCH, epochs=3, shuffle=False, verbose=0, callbacks=[logger])
+    np.testing.assert_allclose(logger.rates, [reference_lr(i) for i in range(15)], rtol=1e-6)
+
+
+def test_logger_records_a_constant_rate_changed_between_epochs():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss="mse", steps_per_execution=3)
+    x, y = tiny_data(5)
+    logger = LearningRateLogger()
+    halve = keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.1 / 2**epoch)
+    model.fit(x, y, batch_size=BATCH, epochs=3, shuffle=False, verbose=0, callbacks=[halve, logger])
+    np.testing.assert_allclose(logger.rates, [0.1] * 5 + [0.05] * 5 + [0.025] * 5, rtol=1e-6)
+
+
 @pytest.mark.parametrize("n_batches", [1, 2, 5])
 def test_optimizer_learning_rate_after_k_batches(n_batches):
     keras.utils.set_random_seed(1)
