@@ -12,6 +12,7 @@ returned and what was expected, so the student's feedback is actionable.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from typing import Any, Callable, Iterable, Mapping
 
@@ -154,25 +155,50 @@ def _code_names(code) -> set[str]:
     return names
 
 
+def _wraps_reference(value, reference, depth: int = 0) -> bool:
+    """Is ``value`` the reference itself, a copy of its code, or a wrapper around it
+    (``functools.partial``, ``functools.wraps``' ``__wrapped__``, a bound method)?"""
+    if depth > 6:
+        return False
+    if value is reference:
+        return True
+    code = getattr(reference, "__code__", None)
+    if code is not None and getattr(value, "__code__", None) is code:
+        return True
+    if isinstance(value, functools.partial):
+        inner = (value.func, *value.args, *value.keywords.values())
+        return any(_wraps_reference(v, reference, depth + 1) for v in inner)
+    for attribute in ("__wrapped__", "__func__"):
+        inner = getattr(value, attribute, None) if callable(value) else None
+        if inner is not None and _wraps_reference(inner, reference, depth + 1):
+            return True
+    return False
+
+
 def _uses_reference(function, reference, depth: int = 0, seen=None) -> bool:
     """Does ``function`` (or a helper function it names, defined outside ``nnh``)
-    name ``reference`` itself, or ``reference.__name__`` through an ``nnh`` module?"""
+    name ``reference`` itself, or ``reference.__name__`` through an ``nnh`` module,
+    or hold it in a closure or a default argument?"""
     seen = set() if seen is None else seen
+    if _wraps_reference(function, reference):
+        return True
+    function = getattr(function, "func", function) if isinstance(function, functools.partial) else function
     code = getattr(function, "__code__", None)
     if code is None or id(function) in seen or depth > 4:
         return False
     seen.add(id(function))
     names = _code_names(code)
     scope = dict(getattr(function, "__globals__", {}))
-    for cell in getattr(function, "__closure__", None) or ():
-        try:
-            scope[f"<closure {id(cell)}>"] = cell.cell_contents
-        except ValueError:
-            pass
-        names.add(f"<closure {id(cell)}>")
+    hidden = [cell.cell_contents for cell in getattr(function, "__closure__", None) or ()
+              if _has_contents(cell)]
+    hidden += list(getattr(function, "__defaults__", None) or ())
+    hidden += list((getattr(function, "__kwdefaults__", None) or {}).values())
+    for i, value in enumerate(hidden):
+        scope[f"<hidden {i}>"] = value
+        names.add(f"<hidden {i}>")
     for key in names & set(scope):
         value = scope[key]
-        if value is reference:
+        if _wraps_reference(value, reference):
             return True
         module_name = getattr(value, "__name__", "") if isinstance(value, type(np)) else ""
         if (module_name == "nnh" or module_name.startswith("nnh.")) and reference.__name__ in names:
@@ -184,24 +210,61 @@ def _uses_reference(function, reference, depth: int = 0, seen=None) -> bool:
     return False
 
 
+def _has_contents(cell) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:  # an empty cell (a name assigned later)
+        return False
+    return True
+
+
+def _materialize(value):
+    """The numbers of a result, computed now: a list/tuple item by item, anything array-like
+    as a NumPy copy (so an object that computes its numbers lazily does so inside the
+    check); anything else unchanged."""
+    if isinstance(value, list):
+        return [_materialize(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_materialize(v) for v in value)
+    try:
+        array = np.array(value)
+    except Exception:  # noqa: BLE001 - reported by the comparison
+        return value
+    return array if array.dtype.kind in "iufb" else value
+
+
+def _tripped_reference(*args, **kwargs):
+    # Runs as the reference's own code (see _tripwire), so it may use only builtins.
+    raise __import__("nnh.grading", fromlist=["DelegationError"]).DelegationError(
+        "the answer calls the course's reference implementation")
+
+
 @contextlib.contextmanager
 def _tripwire(reference: Callable, name: str):
-    """While the block runs, calling ``reference`` through its module raises
-    :class:`DelegationError`."""
+    """While the block runs, calling ``reference`` raises :class:`DelegationError`:
+    through its module, and through any other name for the same function object
+    (an alias kept in a dict, a default argument, a closure), whose code is swapped
+    for one that raises."""
     module = sys.modules.get(getattr(reference, "__module__", ""), None)
     attribute = getattr(reference, "__name__", None)
-    if module is None or getattr(module, attribute, None) is not reference:
-        yield
-        return
+    code = getattr(reference, "__code__", None)
+    swap_code = code is not None and not code.co_freevars
+    patch_module = module is not None and getattr(module, attribute, None) is reference
 
     def tripped(*args, **kwargs):
         raise DelegationError(f"{name} calls the course's reference {module.__name__}.{attribute}")
 
-    setattr(module, attribute, tripped)
+    if patch_module:
+        setattr(module, attribute, tripped)
+    if swap_code:
+        reference.__code__ = _tripped_reference.__code__
     try:
         yield
     finally:
-        setattr(module, attribute, reference)
+        if swap_code:
+            reference.__code__ = code
+        if patch_module:
+            setattr(module, attribute, reference)
 
 
 def assert_own_work(student: Callable, reference: Callable, *args, name: str | None = None) -> None:
@@ -225,7 +288,7 @@ def assert_own_work(student: Callable, reference: Callable, *args, name: str | N
     if args:
         try:
             with _tripwire(reference, name):
-                student(*args)
+                _materialize(student(*args))
         except DelegationError as error:
             raise AssertionError(f"{error}: that is not an answer") from None
         except Exception:
@@ -257,7 +320,7 @@ def check_function(student: Callable, reference: Callable, cases: Iterable[Mappi
         expected = reference(*_copies(kwargs))
         try:
             with _tripwire(reference, name):
-                got = student(*_copies(kwargs))
+                got = _materialize(student(*_copies(kwargs)))
         except DelegationError as error:
             raise AssertionError(f"{error}: that is not an answer") from None
         except Exception as error:  # report which call failed, with the student's error

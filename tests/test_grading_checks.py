@@ -19,7 +19,7 @@ def twin(step, scale=2.0):  # the same function, not the reference object
 
 
 @pytest.mark.parametrize("student", [
-    reference,
+    twin,
     lambda step, scale=2.0: np.float32(step * scale) if np.ndim(step) == 0 else (np.asarray(step) * scale).astype(np.float32),
     lambda step, scale=2.0: np.array(step * scale),          # 0-d array for a scalar
     lambda s, k=2.0: twin(s, k),                               # other parameter names
@@ -53,7 +53,7 @@ def test_input_arrays_are_copied_so_mutation_cannot_leak():
 
 def test_an_empty_case_list_is_an_error():
     with pytest.raises(AssertionError, match="no case"):
-        check_function(reference, reference, [])
+        check_function(twin, reference, [])
     with pytest.raises(AssertionError, match="no case"):
         check_raises(ValueError, reference, [])
 
@@ -70,7 +70,7 @@ def test_check_raises_requires_the_exact_error_type():
 
 
 def test_checks_return_none_so_nbgrader_never_reads_partial_credit():
-    assert check_function(reference, reference, [dict(step=1)]) is None
+    assert check_function(twin, reference, [dict(step=1)]) is None
     assert check_raises(ZeroDivisionError, lambda x: 1 / x, [dict(x=0)]) is None
     assert assert_close_result(1.0, 1.0, "f()") is None
 
@@ -208,3 +208,51 @@ def test_assert_own_work_for_exact_results_and_classes():
     for cheat in (Subclass, Wrapper):
         with pytest.raises(AssertionError, match="not an answer"):
             assert_own_work(cheat, schedules.WarmupCosine)
+
+
+def test_the_reference_itself_or_wrapped_is_not_an_answer():
+    """Issue 13: the reference imported as the answer, a partial of it, a copy of its
+    code, one kept in a default argument or a dict, and a lazy result that calls it
+    while being compared all fail; an own answer still passes."""
+    import functools
+    import types
+
+    from nnh import schedules
+    from nnh.grading import assert_own_work
+
+    ref = schedules.cosine_decay
+    cases = [dict(step=s, total_steps=10, initial_lr=0.1) for s in (0, 3, 10)]
+
+    def own(step, total_steps, initial_lr, final_lr=0.0):
+        return final_lr + (initial_lr - final_lr) * 0.5 * (1 + np.cos(np.pi * min(step, total_steps) / total_steps))
+
+    def in_default(step, total_steps, initial_lr, final_lr=0.0, _impl=ref):
+        return _impl(step, total_steps, initial_lr, final_lr)
+
+    table = {"f": ref}
+
+    def in_dict(step, total_steps, initial_lr, final_lr=0.0):
+        return globals_of_table()["f"](step, total_steps, initial_lr, final_lr)
+
+    def globals_of_table():
+        return table
+
+    class Lazy:
+        def __init__(self, *args):
+            self.args = args
+
+        def __array__(self, dtype=None, copy=None):
+            return np.asarray(table["f"](*self.args), dtype=dtype)
+
+    def lazy(step, total_steps, initial_lr, final_lr=0.0):
+        return Lazy(step, total_steps, initial_lr, final_lr)
+
+    copy = types.FunctionType(ref.__code__, ref.__globals__, "cosine_decay", ref.__defaults__)
+    check_function(own, ref, cases)
+    for cheat in (ref, functools.partial(ref), functools.wraps(ref)(lambda *a: 0.0), copy,
+                  in_default, in_dict, lazy):
+        with pytest.raises(AssertionError, match="reference"):
+            check_function(cheat, ref, cases, name="cosine_decay")
+    with pytest.raises(AssertionError, match="not an answer"):
+        assert_own_work(ref, ref, 3, 10, 0.1)
+    assert schedules.cosine_decay is ref and ref(0, 10, 0.1) == pytest.approx(0.1), "restored"
