@@ -1004,6 +1004,37 @@ def _check_notebooks(sub_dir: str, expected: list[str], source_ids: dict[str, se
     return details, None
 
 
+def _repair_duplicates(sub_dir: str, names: list[str]) -> list[str]:
+    """A cell copied and pasted keeps its nbgrader metadata, and nbgrader's autograde fails
+    on a notebook with two cells of one ``grade_id`` (jupyter/nbgrader#1941, #981).  Keep the
+    metadata on the first cell of each ``grade_id`` (a test cell is then restored from the
+    source, as always) and make the later copies ordinary cells: they still run, in place.
+    Returns one line of feedback per repaired notebook."""
+    import nbformat
+
+    details = []
+    for name in names:
+        path = os.path.join(sub_dir, name)
+        if not os.path.exists(path):
+            continue
+        nb = nbformat.read(path, as_version=4)
+        seen, copies, ids = set(), [], set()
+        for cell in nb.cells:
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if grade_id is not None and grade_id in seen:
+                del cell.metadata["nbgrader"]
+                copies.append(grade_id)
+            seen.add(grade_id)
+            if cell.get("id") in ids:  # a pasted cell may keep its id too
+                cell.id = f"{cell.id}-copy{len(ids)}"
+            ids.add(cell.get("id"))
+        if copies:
+            nbformat.write(nb, path)
+            details.append(f"{name}: cells {sorted(set(copies))} appear more than once; the first of each "
+                           "is graded, the copies run as ordinary cells")
+    return details
+
+
 def work(payload: dict, tmp: str) -> dict:
     """Autograde one student in ``tmp`` (a fresh directory); see the module docstring."""
     import nbformat
@@ -1040,12 +1071,18 @@ def work(payload: dict, tmp: str) -> dict:
                for p in sorted(glob.glob(os.path.join(source_dir, "*.ipynb")))}
     source_ids = {name: {c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells} - {None}
                   for name, nb in sources.items()}
+    import warnings
+
+    from nbformat.warnings import DuplicateCellId
+
+    warnings.filterwarnings("ignore", category=DuplicateCellId)  # renumbered by nbformat, reported below
     details, fatal = _check_notebooks(sub_dir, sorted(sources), source_ids)
     result = {"student": student, "assignment": assignment, "status": "ok", "details": details,
               "notebooks": {}, "autograded": {}, "feedback": {}, "timestamp": None}
     if fatal:
         result.update(status="error", details=details + [fatal])
         return result
+    result["details"] += _repair_duplicates(sub_dir, sorted(sources))
 
     # tampering: scan the student-written cells before anything runs
     tampering = {}

@@ -29,7 +29,24 @@ L1 = ["test_l1_penalty_values", "test_l1_penalty_keras", "test_l1_penalty_errors
 ELASTIC = ["test_elastic_net_penalty_values", "test_elastic_net_penalty_errors"]
 GRAD = ["test_l2_penalty_grad_array", "test_l2_penalty_grad_list", "test_l2_penalty_grad_no_mutation",
         "test_l2_penalty_grad_errors"]
-ALL = L2 + L1 + ELASTIC + GRAD
+
+
+def _points() -> dict[str, float]:
+    """grade_id → points of every test cell of the source notebook, in notebook order."""
+    nb = nbformat.read(nbgrading.REPO / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+    return {c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"]["points"])
+            for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+
+
+POINTS = _points()
+ALL = list(POINTS)  # every test cell: the four functions above, then the later parts
+MAX = sum(POINTS.values())
+assert ALL[:len(L2 + L1 + ELASTIC + GRAD)] == L2 + L1 + ELASTIC + GRAD, "the first parts, in this order"
+
+
+def points(cells: list[str]) -> float:
+    """The points of ``cells`` together."""
+    return sum(POINTS[c] for c in cells)
 
 
 @dataclass
@@ -89,12 +106,17 @@ def _renamed_and_extra(answers: dict, edit: Callable) -> Callable[[Path, str], N
     return write
 
 
-def _edit_cells(answers: dict, edit: Callable) -> Callable[[Path, str], None]:
+def _edit_cells(answers: dict, edit: Callable, *, raw: bool = False) -> Callable[[Path, str], None]:
+    """``answers`` submitted, then ``edit(nb)`` applied; ``raw``: written as JSON, without
+    the repairs of ``nbformat.write`` (e.g. duplicated cell ids stay duplicated)."""
     def write(course: Path, student: str) -> None:
         path = nbgrading.submit(course, ASSIGNMENT, student, answers)
         nb = nbformat.read(path, as_version=4)
         edit(nb)
-        nbformat.write(nb, path)
+        if raw:
+            path.write_text(json.dumps(nb, indent=1))
+        else:
+            nbformat.write(nb, path)
     return write
 
 
@@ -108,6 +130,15 @@ def _neuter_tests(nb) -> None:
         if _is_test(cell):
             cell.source = "pass"
     nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "test_l1_penalty_keras"]
+
+
+def _paste_twice(nb) -> None:
+    """Copy the ``l2_penalty`` answer cell and its first test cell, metadata and all, right below."""
+    import copy
+
+    for grade_id in ("l2_penalty", "test_l2_penalty_values"):
+        i = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+        nb.cells.insert(i + 1, copy.deepcopy(nb.cells[i]))
 
 
 def _tests_first(nb) -> None:
@@ -160,7 +191,7 @@ def students() -> dict[str, Student]:
         "    warnings.warn('a harmless warning')\n    if not (math.isfinite(lam)")
     reference = nbgrading.reference_answers(ASSIGNMENT)
     return {
-        "s01_reference": Student(_answers(), "ok", 19.0, full=ALL, honest=True),
+        "s01_reference": Student(_answers(), "ok", MAX, full=ALL, honest=True),
         "s02_blank": Student(_blank, "ok", 0.0, zero=ALL, honest=True),
         "s03_wrong": Student(_from_module("wrong", "half_factor"), "ok", zero=["test_l2_penalty_values"], honest=True),
         "s04_delegates": Student(_from_module("wrong", "delegates_to_reference"), "ok",
@@ -169,7 +200,7 @@ def students() -> dict[str, Student]:
             _answers(l1_penalty="def l1_penalty(weights, lam)\n    return 0.0\n",
                      l2_penalty_grad='raise RuntimeError("not finished")\n' + _ref("l2_penalty_grad")),
             "ok", full=L2, zero=L1 + GRAD, honest=True),
-        "s06_stderr_noise": Student(_answers(l2_penalty=stderr_l2), "ok", 19.0, full=ALL),
+        "s06_stderr_noise": Student(_answers(l2_penalty=stderr_l2), "ok", MAX, full=ALL),
         "s07_loop_in_cell": Student(
             _answers(l1_penalty="import time\nwhile True:  # an infinite loop\n    time.sleep(0.1)\n"
                                 + _ref("l1_penalty")),
@@ -187,10 +218,10 @@ def students() -> dict[str, Student]:
             _answers(l1_penalty="_hog = []\nwhile True:\n    _hog.append(bytearray(2**28))\n" + _ref("l1_penalty")),
             "memory", full=L2, zero=L1, detail="memory"),
         "s11_os_exit": Student(_answers(l1_penalty=_ref("l1_penalty") + "\nimport os\nos._exit(0)\n"),
-                               "kernel_died", 6.0, full=L2, zero=L1 + ELASTIC + GRAD, detail="kernel died"),
+                               "kernel_died", points(L2), full=L2, zero=L1 + ELASTIC + GRAD, detail="kernel died"),
         "s12_kills_kernel": Student(
             _answers(l2_penalty_grad="import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n"),
-            "kernel_died", 13.0, full=L2 + L1 + ELASTIC, zero=GRAD, detail="kernel died"),
+            "kernel_died", points(L2 + L1 + ELASTIC), full=L2 + L1 + ELASTIC, zero=GRAD, detail="kernel died"),
         "s13_not_json": Student(_raw(f"{ASSIGNMENT}.ipynb", "{ this is not json"), "error", 0.0, zero=ALL,
                                 detail="not valid JSON"),
         "s14_not_a_notebook": Student(_raw(f"{ASSIGNMENT}.ipynb", json.dumps({"cells": "none"})), "error", 0.0,
@@ -200,7 +231,7 @@ def students() -> dict[str, Student]:
         # moved to the top and an answer that calls sys.exit(): all harmless
         "s16_renamed_reordered_sys_exit": Student(
             _renamed_and_extra({**reference, "l1_penalty": _ref("l1_penalty") + "\nimport sys\nsys.exit()\n"},
-                               _tests_first), "ok", 19.0, full=ALL, detail="renamed"),
+                               _tests_first), "ok", MAX, full=ALL, detail="renamed"),
         "s17_tests_edited_deleted": Student(_edit_cells({}, _neuter_tests), "ok", 0.0, zero=ALL),
         "s18_patches_nnh_grading": Student(
             _answers(**{**cheat, "l2_penalty": "import nnh.grading\nnnh.grading.check_function = "
@@ -217,8 +248,12 @@ def students() -> dict[str, Student]:
         # caught by the runtime integrity guard only (a test checks that the static scan misses them)
         "s20_evades_scan": Student(_answers(**_evades_scan_at_top_level()), "tampered", 0.0, zero=ALL,
                                    detail="numpy.allclose was replaced"),
-        "s21_patches_when_called": Student(_answers(l1_penalty=PATCHES_WHEN_CALLED), "tampered", 6.0, full=L2,
+        "s21_patches_when_called": Student(_answers(l1_penalty=PATCHES_WHEN_CALLED), "tampered", points(L2), full=L2,
                                            zero=L1 + ELASTIC + GRAD, detail="after this test cell"),
+        # an honest student who pasted an answer cell and a test cell twice (same metadata):
+        # nbgrader alone fails on the duplicate grade_ids (jupyter/nbgrader#1941)
+        "s22_pasted_cells": Student(_edit_cells(reference, _paste_twice, raw=True), "ok", MAX, full=ALL,
+                                    detail="appear more than once", honest=False),
     }
 
 

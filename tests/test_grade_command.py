@@ -75,7 +75,7 @@ def test_every_student_gets_the_right_status_and_scores(graded):
         cells = book[name]
         if row["status"] != student.status:
             problems.append(f"{name}: status {row['status']}, expected {student.status}")
-        if float(row["score"]) != cells["total"] or float(row["max_score"]) != 19.0:
+        if float(row["score"]) != cells["total"] or float(row["max_score"]) != gradeclass.MAX:
             problems.append(f"{name}: CSV {row['score']}/{row['max_score']} but gradebook {cells['total']}")
         if student.total is not None and cells["total"] != student.total:
             problems.append(f"{name}: total {cells['total']}, expected {student.total}")
@@ -155,7 +155,7 @@ def test_serial_nbgrader_autograde_agrees_on_honest_students(graded, tmp_path):
     for name in honest:
         assert serial[name] == book[name], f"{name}: nbgrader {serial[name]} vs nnh grade {book[name]}"
     # and the noise a correct answer writes to stderr costs points with plain nbgrader only
-    assert serial["s06_stderr_noise"]["total"] < book["s06_stderr_noise"]["total"] == 19.0
+    assert serial["s06_stderr_noise"]["total"] < book["s06_stderr_noise"]["total"] == gradeclass.MAX
 
 
 DASK_SUBSET = ["s01_reference", "s11_os_exit", "s20_evades_scan"]
@@ -209,8 +209,8 @@ def test_interrupted_run_resumes_to_the_same_gradebook(graded, tmp_path):
     nbgrading.submit(course, A, "s02_blank", nbgrading.reference_answers(A))
     result = nnh_grade(course, "--jobs", "2", "--csv", "again.csv")
     assert f"{len(RESUME_SUBSET) - 1} student(s) skipped" in result.stdout
-    assert grades(course)["s02_blank"]["total"] == 19.0
-    assert gradeclass.read_csv(course / "again.csv")["s02_blank"]["score"] == "19.0"
+    assert grades(course)["s02_blank"]["total"] == gradeclass.MAX
+    assert float(gradeclass.read_csv(course / "again.csv")["s02_blank"]["score"]) == gradeclass.MAX
 
 
 def test_ctrl_c_during_a_merge_waits_for_its_end():
@@ -294,7 +294,7 @@ def test_a_stuck_or_killed_grader_costs_only_its_student(tmp_path, monkeypatch):
         third = g.run_task(honest, wall_timeout=120)
         assert third["status"] == "ok", third
         scores = third["notebooks"][A]["grades"]
-        assert sum(cell["auto_score"] for cell in scores.values()) == 19.0
+        assert sum(cell["auto_score"] for cell in scores.values()) == gradeclass.MAX
     finally:
         g.stop_servers()
 
@@ -374,7 +374,7 @@ def test_student_loop_through_nbgrader_exchange(tmp_path):
 
     nnh_grade(course, "--jobs", "2", "--csv", "grades.csv")
     rows = gradeclass.read_csv(course / "grades.csv")
-    assert {n: (float(r["score"]), r["status"]) for n, r in rows.items()} == {me: (19.0, "ok"), "carol": (0.0, "ok")}
+    assert {n: (float(r["score"]), r["status"]) for n, r in rows.items()} == {me: (gradeclass.MAX, "ok"), "carol": (0.0, "ok")}
     nbgrading.nbgrader(course, "generate_feedback", A, "--force")
     # only exchange submissions carry the timestamp release_feedback needs (carol gets hers through the LMS)
     nbgrading.nbgrader(course, "release_feedback", A, "--student", me)
