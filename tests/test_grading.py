@@ -99,6 +99,23 @@ def test_every_assignment_has_a_class():
         assert len(module.WRONG) >= 5, f"{assignment}: at least five wrong variants"
 
 
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_new_part_has_wrong_and_correct_answers(assignment):
+    """Issue 15: each function of a new part has at least four wrong answers that must lose
+    points in its tests, and at least two correct answers (other than the reference) that
+    rewrite it."""
+    from test_notebooks import NEW_PARTS
+
+    module = submissions(assignment)
+    reference = module.REFERENCE
+    for name in NEW_PARTS[assignment]:
+        wrong = [sid for sid, (_, cells) in module.WRONG.items() if any(c.startswith(f"test_{name}_") for c in cells)]
+        assert len(wrong) >= 4, f"{assignment}.{name}: only {wrong} lose points in its tests"
+        styles = {answers[name] for sid, answers in module.CORRECT.items()
+                  if sid != "reference" and answers.get(name, reference[name]) != reference[name]}
+        assert len(styles) >= 2, f"{assignment}.{name}: {len(styles)} correct answers in other styles"
+
+
 @pytest.mark.parametrize(("assignment", "student"), _params("correct"))
 def test_correct_answers_get_full_marks(assignment, student, tmp_path_factory):
     scores = student_scores(assignment, student, tmp_path_factory)

@@ -67,3 +67,34 @@ def test_nbval_markers_are_recognised(notebook):
             comment = line.strip().lstrip("#").strip()
             if line.strip().startswith("#") and comment.startswith("NBVAL"):
                 assert comment in comment_markers, f"cell {index}: {line.strip()!r} is not an nbval marker"
+
+
+#: The parts of each assignment that make the student build an idea of the chapter
+#: (issue 15): their test cells are named ``test_<function>_...``.
+NEW_PARTS = {
+    "schedules": ["plateau_schedule"],
+    "regularization": ["adamw_update", "adam_l2_update", "early_stopping"],
+    "dropout": ["mc_dropout_predict", "predictive_entropy"],
+    "augmentation": ["fit_temperature", "cutmix_batch"],
+}
+
+
+def points_of(assignment: str) -> dict[str, float]:
+    """grade_id → points of every test cell of the source notebook."""
+    nb = json.loads((REPO / "solutions" / assignment / f"{assignment}.ipynb").read_text())
+    return {c["metadata"]["nbgrader"]["grade_id"]: float(c["metadata"]["nbgrader"]["points"])
+            for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade")}
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_points_reward_ideas_more_than_error_paths(assignment):
+    """Error-path cells (``..._errors``) are worth at most 10 % of the points; the parts
+    that build an idea (:data:`NEW_PARTS`) at least 30 %, each with its own tests."""
+    points = points_of(assignment)
+    total = sum(points.values())
+    errors = sum(p for g, p in points.items() if g.endswith("_errors"))
+    assert errors <= 0.10 * total, f"{assignment}: error paths are {errors} of {total} points"
+    parts = NEW_PARTS[assignment]
+    new = {name: sum(p for g, p in points.items() if g.startswith(f"test_{name}_")) for name in parts}
+    assert all(new.values()), f"{assignment}: a part without graded tests: {new}"
+    assert sum(new.values()) >= 0.30 * total, f"{assignment}: the new parts are {new} of {total} points"
