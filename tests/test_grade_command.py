@@ -188,7 +188,7 @@ def test_interrupted_run_resumes_to_the_same_gradebook(graded, tmp_path):
     terminal = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
                 "signal.pthread_sigmask(signal.SIG_SETMASK, set()); os.execv(sys.argv[1], sys.argv[1:])")
     process = subprocess.Popen([sys.executable, "-c", terminal, NNH, "grade", A, "--jobs", "1", "--timeout",
-                                str(TIMEOUT)], cwd=course, env=nbgrading.env(), stdout=subprocess.PIPE,
+                                str(TIMEOUT), "--no-preflight"], cwd=course, env=nbgrading.env(), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 600
     while not manifest.exists() and time.monotonic() < deadline and process.poll() is None:
@@ -201,13 +201,13 @@ def test_interrupted_run_resumes_to_the_same_gradebook(graded, tmp_path):
     assert 1 <= len(partial) < len(RESUME_SUBSET)
     for name, cells in partial.items():
         assert cells == book[name], f"{name} was merged half-way"
-    result = nnh_grade(course, "--jobs", "2")
+    result = nnh_grade(course, "--jobs", "2", "--no-preflight")
     assert f"{len(partial)} student(s) skipped" in result.stdout
     resumed = grades(course)
     assert resumed == {name: book[name] for name in RESUME_SUBSET}
     # a changed submission is graded again without --force, the others are skipped
     nbgrading.submit(course, A, "s02_blank", nbgrading.reference_answers(A))
-    result = nnh_grade(course, "--jobs", "2", "--csv", "again.csv")
+    result = nnh_grade(course, "--jobs", "2", "--csv", "again.csv", "--no-preflight")
     assert f"{len(RESUME_SUBSET) - 1} student(s) skipped" in result.stdout
     assert grades(course)["s02_blank"]["total"] == gradeclass.MAX
     assert float(gradeclass.read_csv(course / "again.csv")["s02_blank"]["score"]) == gradeclass.MAX
@@ -266,6 +266,19 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys, monkeypatch):
         assert g.main([*args, "--course", str(course)]) == 2, args
         error = capsys.readouterr().err
         assert says in error and "error" in error, (args, error)
+
+
+@pytest.mark.xdist_group("nnh-grade-solo")
+def test_preflight_stops_before_any_student_when_the_reference_would_lose_points(tmp_path):
+    """Issue 13: ``--memory 2048`` is below what a TensorFlow kernel needs; the preflight
+    grades the reference solution first, and the run stops with an error that names the
+    limit and the failing test, instead of zeroing every honest student's Keras tests."""
+    course = gradeclass.make_class(tmp_path / "c", ["s01_reference"])
+    result = nnh_grade(course, "--memory", "2048", check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "preflight failed" in result.stderr and "--memory 2048 MB" in result.stderr
+    assert f"{A}/test_" in result.stderr and "kernel died" in result.stderr
+    assert grades(course) == {}, "no student was graded"
 
 
 @pytest.mark.xdist_group("nnh-grade-solo")
@@ -372,7 +385,7 @@ def test_student_loop_through_nbgrader_exchange(tmp_path):
                        r"--FileNameCollectorPlugin.named_regexp=.*/(?P<student_id>[a-z0-9]+)_(?P<file_id>\w+)")
     assert nbgrading.notebook_path(course, "submitted", A, "carol").exists()
 
-    nnh_grade(course, "--jobs", "2", "--csv", "grades.csv")
+    nnh_grade(course, "--jobs", "2", "--csv", "grades.csv", "--no-preflight")
     rows = gradeclass.read_csv(course / "grades.csv")
     assert {n: (float(r["score"]), r["status"]) for n, r in rows.items()} == {me: (gradeclass.MAX, "ok"), "carol": (0.0, "ok")}
     nbgrading.nbgrader(course, "generate_feedback", A, "--force")
