@@ -2,8 +2,11 @@
 
 The correct answers in another style draw their random numbers differently
 (per-image loops, ``rng.integers`` coin flips, ``rng.choice`` offsets,
-``rng.shuffle``) and bin the ECE with ``np.digitize``; the wrong ones each make
-one of the mistakes the issue lists.
+``rng.shuffle``, the CutMix centre before lambda), bin the ECE with
+``np.digitize``, paste the CutMix box through a mask and fit the temperature by
+a grid refined around its best point; a third style fits it by Newton's method
+on 1/T and pastes the box row by row.  The wrong ones each make one of the
+mistakes the issues list.
 """
 
 from __future__ import annotations
@@ -77,6 +80,109 @@ OTHER_STYLE = {
         total += sel.sum() / len(conf) * abs(right[sel].mean() - conf[sel].mean())
     return total
 ''',
+    "fit_temperature": '''def fit_temperature(logits, labels):
+    z = np.array(logits, dtype=float)
+    y = np.array(labels)
+    if z.shape[0] != y.shape[0]:
+        raise ValueError("logits and labels differ in length")
+    rows = np.arange(len(y))
+
+    def nll(t):
+        s = z / t
+        top = s.max(axis=1)
+        return np.mean(top + np.log(np.sum(np.exp(s - top[:, None]), axis=1)) - s[rows, y])
+
+    lo, hi = math.log(1e-2), math.log(1e2)
+    for _ in range(12):                       # a grid over log T, refined around its best point
+        grid = np.linspace(lo, hi, 21)
+        values = [nll(math.exp(u)) for u in grid]
+        i = int(np.argmin(values))
+        lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, 20)]
+    return math.exp(grid[i])
+''',
+    "cutmix_batch": '''def cutmix_batch(x, y, alpha, rng):
+    if alpha <= 0:
+        raise ValueError("alpha must be positive")
+    if np.shape(x)[0] != np.shape(y)[0]:
+        raise ValueError("x and y differ in batch size")
+    n, H, W = np.shape(x)[:3]
+    cy, cx = rng.choice(H), rng.choice(W)     # the centre first
+    lam0 = rng.beta(alpha, alpha)
+    index = np.arange(n)
+    rng.shuffle(index)
+    h0 = int(round(H * math.sqrt(1 - lam0)))
+    w0 = int(round(W * math.sqrt(1 - lam0)))
+    in_rows = (np.arange(H) >= cy - h0 // 2) & (np.arange(H) < cy - h0 // 2 + h0)
+    in_cols = (np.arange(W) >= cx - w0 // 2) & (np.arange(W) < cx - w0 // 2 + w0)
+    mask = in_rows[:, None] & in_cols[None, :]
+    x = np.asarray(x)
+    x_mixed = np.where(mask[None, :, :, None], x[index], x)
+    lam = 1 - mask.mean()
+    y = np.asarray(y, dtype=float)
+    top = int(np.argmax(in_rows)) if in_rows.any() else int(cy)
+    left = int(np.argmax(in_cols)) if in_cols.any() else int(cx)
+    return x_mixed, lam * y + (1 - lam) * y[index], lam, index, (top, left, int(in_rows.sum()), int(in_cols.sum()))
+''',
+}
+
+THIRD_STYLE = {
+    "fit_temperature": '''def fit_temperature(logits, labels):
+    z = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(labels).astype(int)
+    if z.shape[0] != y.shape[0]:
+        raise ValueError(f"labels must have one entry per row of logits, got {y.shape[0]} for {z.shape[0]}")
+    zy = z[np.arange(len(y)), y]
+
+    def nll(beta):                            # convex in beta = 1/T
+        s = beta * z
+        m = s.max(axis=1)
+        return np.mean(m + np.log(np.exp(s - m[:, None]).sum(axis=1)) - beta * zy)
+
+    beta = 1.0
+    for _ in range(200):                      # Newton's method with step halving
+        s = beta * z
+        p = np.exp(s - s.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        mean_z = (p * z).sum(axis=1)
+        grad = np.mean(mean_z - zy)
+        hess = np.mean((p * z * z).sum(axis=1) - mean_z ** 2)
+        step = grad / hess if hess > 0 else grad
+        while beta - step <= 0 or nll(beta - step) > nll(beta) + 1e-15:
+            step /= 2
+            if abs(step) < 1e-14:
+                break
+        if abs(step) < 1e-13 * beta:
+            break
+        beta -= step
+    return 1.0 / beta
+''',
+    "cutmix_batch": '''def cutmix_batch(x, y, alpha, rng):
+    if not alpha > 0:
+        raise ValueError(f"alpha must be > 0, got {alpha}")
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError("x and y must have the same number of examples")
+    N, H, W, C = x.shape
+    index = rng.permutation(N)
+    lam0 = rng.beta(alpha, alpha)
+    r = np.sqrt(1.0 - lam0)
+    h0, w0 = int(np.rint(H * r)), int(np.rint(W * r))
+    cy = rng.integers(H)
+    cx = rng.integers(W)
+    y1, y2 = int(np.clip(cy - h0 // 2, 0, H)), int(np.clip(cy - h0 // 2 + h0, 0, H))
+    x1, x2 = int(np.clip(cx - w0 // 2, 0, W)), int(np.clip(cx - w0 // 2 + w0, 0, W))
+    out = np.empty_like(x)
+    for i in range(N):
+        out[i] = x[i]
+        for row in range(y1, y2):
+            out[i, row, x1:x2] = x[index[i], row, x1:x2]
+    lam = 1.0 - (y2 - y1) * (x2 - x1) / (H * W)
+    y_mixed = np.zeros(y.shape)
+    for i in range(N):
+        y_mixed[i] = lam * y[i] + (1 - lam) * y[index[i]]
+    return out, y_mixed, lam, index, (y1, x1, y2 - y1, x2 - x1)
+''',
 }
 
 WRONG = {
@@ -143,6 +249,76 @@ WRONG = {
                "bins = (confidence * n_bins).astype(int)"),
         ["test_expected_calibration_error_values"],
     ),
+    "temperature_fitted_on_ece": (
+        mutate(REFERENCE, "fit_temperature",
+               '    result = minimize_scalar(nll, bounds=(np.log(1e-3), np.log(1e3)), method="bounded", options={"xatol": 1e-10})\n'
+               "    return float(np.exp(result.x))",
+               "    def probs(t):\n"
+               "        e = np.exp(z / t - (z / t).max(axis=1, keepdims=True))\n"
+               "        return e / e.sum(axis=1, keepdims=True)\n"
+               "    grid = np.exp(np.linspace(np.log(0.01), np.log(100), 400))\n"
+               "    return float(grid[np.argmin([expected_calibration_error(probs(t), y) for t in grid])])"),
+        ["test_fit_temperature_nll"],
+    ),
+    "temperature_inverted": (
+        mutate(REFERENCE, "fit_temperature", "return float(np.exp(result.x))", "return float(np.exp(-result.x))"),
+        ["test_fit_temperature_nll", "test_fit_temperature_calibrates"],
+    ),
+    "temperature_coarse_grid": (
+        mutate(REFERENCE, "fit_temperature",
+               '    result = minimize_scalar(nll, bounds=(np.log(1e-3), np.log(1e3)), method="bounded", options={"xatol": 1e-10})\n'
+               "    return float(np.exp(result.x))",
+               "    grid = np.linspace(np.log(0.05), np.log(20), 100)\n"
+               "    return float(np.exp(grid[np.argmin([nll(u) for u in grid])]))"),
+        ["test_fit_temperature_nll"],
+    ),
+    "temperature_fixed": (
+        mutate(REFERENCE, "fit_temperature", "return float(np.exp(result.x))", "return 1.5"),
+        ["test_fit_temperature_nll", "test_fit_temperature_calibrates"],
+    ),
+    "temperature_no_length_check": (
+        mutate(REFERENCE, "fit_temperature",
+               "    if len(z) != len(y):\n"
+               '        raise ValueError(f"logits and labels must hold the same number of examples, got {len(z)} and {len(y)}")\n',
+               ""),
+        ["test_fit_temperature_errors"],
+    ),
+    "cutmix_lam_is_lam0": (
+        mutate(REFERENCE, "cutmix_batch", "lam = 1 - (bottom - top) * (right - left) / (height * width)", "lam = lam0"),
+        ["test_cutmix_batch_labels"],
+    ),
+    "cutmix_partner_box_elsewhere": (
+        mutate(REFERENCE, "cutmix_batch", "x[index, top:bottom, left:right]", "x[index, :bottom - top, :right - left]"),
+        ["test_cutmix_batch_box"],
+    ),
+    "cutmix_labels_reversed": (
+        mutate(REFERENCE, "cutmix_batch", "y_mixed = lam * y + (1 - lam) * y[index]", "y_mixed = (1 - lam) * y + lam * y[index]"),
+        ["test_cutmix_batch_labels"],
+    ),
+    "cutmix_in_place": (
+        mutate(REFERENCE, "cutmix_batch", "x_mixed = x.copy()", "x_mixed = x"),
+        ["test_cutmix_batch_no_mutation"],
+    ),
+    "cutmix_box_per_image": (
+        mutate(REFERENCE, "cutmix_batch", "    x_mixed[:, top:bottom, left:right] = x[index, top:bottom, left:right]\n",
+               "    for i in range(n):\n"
+               "        cy, cx = int(rng.integers(0, height)), int(rng.integers(0, width))\n"
+               "        top, bottom = max(cy - h0 // 2, 0), min(cy - h0 // 2 + h0, height)\n"
+               "        left, right = max(cx - w0 // 2, 0), min(cx - w0 // 2 + w0, width)\n"
+               "        x_mixed[i, top:bottom, left:right] = x[index[i], top:bottom, left:right]\n"),
+        ["test_cutmix_batch_box"],
+    ),
+    "cutmix_box_not_clipped": (
+        mutate(mutate(REFERENCE, "cutmix_batch", "top, bottom = max(cy - h0 // 2, 0), min(cy - h0 // 2 + h0, height)",
+                      "top, bottom = cy - h0 // 2, cy - h0 // 2 + h0"),
+               "cutmix_batch", "left, right = max(cx - w0 // 2, 0), min(cx - w0 // 2 + w0, width)",
+               "left, right = cx - w0 // 2, cx - w0 // 2 + w0"),
+        ["test_cutmix_batch_box"],
+    ),
+    "cutmix_constant_lam0": (
+        mutate(REFERENCE, "cutmix_batch", "lam0 = float(rng.beta(alpha, alpha))", "lam0 = 0.5"),
+        ["test_cutmix_batch_distribution"],
+    ),
     "delegates_to_reference": (
         {**REFERENCE, "smooth_labels": "from nnh.augment import smooth_labels as _course\n\n"
                                        "def smooth_labels(y_onehot, epsilon):\n    return _course(y_onehot, epsilon)\n"},
@@ -150,4 +326,5 @@ WRONG = {
     ),
 }
 
-CORRECT = {"reference": REFERENCE, "other_style": {**REFERENCE, **OTHER_STYLE}}
+CORRECT = {"reference": REFERENCE, "other_style": {**REFERENCE, **OTHER_STYLE},
+           "third_style": {**REFERENCE, **THIRD_STYLE}}
