@@ -46,6 +46,7 @@ import glob
 import json
 import os
 import pickle
+import re
 import resource
 import shutil
 import sys
@@ -1004,6 +1005,40 @@ def _check_notebooks(sub_dir: str, expected: list[str], source_ids: dict[str, se
     return details, None
 
 
+HIDDEN_NOTE = "# (hidden tests: their code is not shown in the feedback)"
+_HIDDEN_REGION = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[^\n]*\n?",
+                            re.MULTILINE | re.DOTALL)
+
+
+def hide_hidden_tests(auto_dir: str) -> dict[str, bytes]:
+    """Rewrite the autograded notebooks of ``auto_dir`` for the student's feedback: in every
+    test cell with hidden tests the hidden region becomes one comment line, and an error
+    it raised shows only its type and message (a traceback would print the hidden lines).
+    Returns {path: original bytes}, to put back once the feedback is made."""
+    originals = {}
+    for path in sorted(glob.glob(os.path.join(auto_dir, "*.ipynb"))):
+        with open(path, "rb") as fh:
+            blob = fh.read()
+        nb = json.loads(blob)
+        changed = False
+        for cell in nb.get("cells", []):
+            if not cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
+                continue
+            source = "".join(cell["source"]) if isinstance(cell.get("source"), list) else cell.get("source", "")
+            if not _HIDDEN_REGION.search(source):
+                continue
+            cell["source"] = _HIDDEN_REGION.sub(HIDDEN_NOTE + "\n", source).rstrip("\n")
+            for output in cell.get("outputs", []):
+                if output.get("output_type") == "error":
+                    output["traceback"] = [f"{output.get('ename')}: {output.get('evalue')}"]
+            changed = True
+        if changed:
+            originals[path] = blob
+            with open(path, "w", encoding="utf-8") as fh:
+                json.dump(nb, fh)
+    return originals
+
+
 def _repair_duplicates(sub_dir: str, names: list[str]) -> list[str]:
     """A cell copied and pasted keeps its nbgrader metadata, and nbgrader's autograde fails
     on a notebook with two cells of one ``grade_id`` (jupyter/nbgrader#1941, #981).  Keep the
@@ -1224,7 +1259,13 @@ def work(payload: dict, tmp: str) -> dict:
                     "late_submission_penalty": notebook.late_submission_penalty,
                 }
     if os.path.isdir(auto_dir) and outcome["success"]:
-        feedback = api.generate_feedback(assignment, student, force=True)
+        originals = hide_hidden_tests(auto_dir) if payload.get("hide_tests") else {}
+        try:
+            feedback = api.generate_feedback(assignment, student, force=True)
+        finally:
+            for path, blob in originals.items():  # the course's autograded/ keeps everything
+                with open(path, "wb") as fh:
+                    fh.write(blob)
         if not feedback["success"]:
             result["details"].append("nbgrader generate_feedback failed: " + (feedback.get("error") or "")[-500:])
         # what nbgrader put there (source and submitted files), not what the kernel wrote

@@ -208,12 +208,23 @@ def grading_limits(course: Course, timeout: float, memory: int, user: str) -> di
 
 
 def make_payload(course: Course, assignment: str, student: str, source_files: dict, template: bytes,
-                 limits: dict) -> dict:
-    """Everything grading ``student`` needs, with no access to the course (see :func:`run_task`)."""
+                 limits: dict, *, hide_tests: bool = True) -> dict:
+    """Everything grading ``student`` needs, with no access to the course (see :func:`run_task`).
+    ``hide_tests``: the feedback shows the hidden tests' results and messages, not their code."""
     submitted = _files(course.path("submitted", student, assignment))
     return {"assignment": assignment, "student": student, "config_text": course.config_text,
             "source_files": source_files, "submitted_files": submitted, "template_db": template,
-            "limits": limits, "digest": digest(source_files, submitted, course.config_text)}
+            "limits": limits, "hide_tests": hide_tests,
+            "digest": digest(source_files, submitted, course.config_text)}
+
+
+def hide_tests_setting(course: Course, flag: bool | None) -> bool:
+    """``--hide-tests``/``--show-hidden-tests`` if given, else the course's
+    ``c.NnhGrade.hide_tests`` (``nbgrader_config.py``), else True."""
+    if flag is not None:
+        return flag
+    section = course.coursedir.config.get("NnhGrade", {})
+    return bool(section.get("hide_tests", True))
 
 
 @functools.lru_cache(maxsize=None)
@@ -624,6 +635,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--csv", metavar="PATH", help="write student_id,assignment,score,max_score,status")
     parser.add_argument("--force", action="store_true", help="grade again even if the submission has not changed")
     parser.add_argument("--student", nargs="+", metavar="ID", help="grade only these students")
+    hide = parser.add_mutually_exclusive_group()
+    hide.add_argument("--hide-tests", dest="hide_tests", action="store_true", default=None,
+                      help="feedback shows each hidden test's result and message, not its code (the default; "
+                           "course setting: c.NnhGrade.hide_tests)")
+    hide.add_argument("--show-hidden-tests", dest="hide_tests", action="store_false",
+                      help="feedback shows the hidden tests' code too, as nbgrader does")
     parser.add_argument("--no-preflight", dest="preflight", action="store_false",
                         help="do not grade the reference solution first (see above)")
     parser.add_argument("--course", default=".", metavar="DIR", help=argparse.SUPPRESS)
@@ -675,7 +692,8 @@ def _grade(args: argparse.Namespace, out) -> int:
 
     todo, payloads = [], {}
     for student in students:
-        payload = make_payload(course, assignment, student, source_files, template, limits)
+        payload = make_payload(course, assignment, student, source_files, template, limits,
+                               hide_tests=hide_tests_setting(course, args.hide_tests))
         record = manifest.get(student)
         if (not args.force and record and record.get("digest") == payload["digest"] and student in graded_before):
             continue

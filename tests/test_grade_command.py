@@ -114,6 +114,46 @@ def test_feedback_says_why(graded):
         .with_suffix(".html").read_text()
 
 
+def _page_text(path: Path) -> str:
+    """The text of a feedback page, as a reader sees it (tags removed, entities decoded)."""
+    import html
+    import re
+
+    return html.unescape(re.sub(r"<[^>]+>", "", path.read_text()))
+
+
+@CLASS_GROUP
+def test_feedback_hides_the_code_of_hidden_tests(graded):
+    """Issue 14 (jupyter/nbgrader#917): by default the feedback shows every test's name,
+    points and message, but no line of a hidden test; autograded/ keeps everything."""
+    import re
+
+    from nnh._sandbox import _HIDDEN_REGION, HIDDEN_NOTE
+
+    course, _, _, _ = graded
+    source = nbformat.read(nbgrading.REPO / "solutions" / A / f"{A}.ipynb", as_version=4)
+    hidden, visible = set(), set()
+    for cell in source.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade"):
+            regions = "".join(m.group(0) for m in _HIDDEN_REGION.finditer(cell.source))
+            outside = _HIDDEN_REGION.sub("", cell.source)
+            visible |= {line.strip() for line in outside.splitlines() if len(line.strip()) >= 12}
+            hidden |= {line.strip() for line in regions.splitlines()
+                       if len(line.strip()) >= 12 and not re.match(r"### (BEGIN|END) HIDDEN", line.strip())}
+    hidden -= visible
+    assert len(hidden) >= 20 and visible
+    for name in ("s01_reference", "s03_wrong", "s04_delegates", "s12_kills_kernel"):
+        text = _page_text(nbgrading.notebook_path(course, "feedback", A, name).with_suffix(".html"))
+        assert HIDDEN_NOTE in text and sum(line in text for line in visible) >= len(visible) // 2, name
+        leaked = sorted(line for line in hidden if line in text)
+        assert not leaked, f"{name}: the feedback shows hidden test lines {leaked[:5]}"
+        kept = nbgrading.notebook_path(course, "autograded", A, name).read_text()
+        assert "BEGIN HIDDEN TESTS" in kept, f"{name}: autograded/ must keep the hidden tests"
+    # a hidden check's message is shown (here: the delegation check of a hidden test)
+    delegates = _page_text(nbgrading.notebook_path(course, "feedback", A, "s04_delegates").with_suffix(".html"))
+    assert re.search(r"AssertionError: [^\n]*not an answer", delegates), "the failed hidden test's message is shown"
+
+
 @CLASS_GROUP
 def test_nbgrader_tools_read_the_result(graded):
     """The gradebook and autograded/ are nbgrader's: `nbgrader export` and
