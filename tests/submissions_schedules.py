@@ -85,7 +85,63 @@ OTHER_STYLE = {
     def get_config(self):
         return dict(self.config)
 ''',
+    "plateau_schedule": '''class _Plateau:
+    """ReduceLROnPlateau as a small state machine; the rate kept in float32, as Keras keeps it."""
+
+    def __init__(self, initial_lr, factor, patience, min_delta, cooldown, min_lr):
+        checks = {"factor": 0 < factor < 1, "patience": patience >= 1, "min_delta": min_delta >= 0,
+                  "cooldown": cooldown >= 0, "min_lr": min_lr >= 0, "initial_lr": initial_lr > 0}
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"{name} is out of range")
+        self.lr = np.float32(initial_lr)
+        self.factor, self.patience, self.min_delta = factor, patience, min_delta
+        self.cooldown, self.min_lr = cooldown, min_lr
+        self.best = math.inf
+        self.wait = self.cooling = self.epochs = 0
+
+    def end_epoch(self, loss):
+        if self.cooling:
+            self.cooling -= 1
+            self.wait = 0
+        improved = self.epochs == 0 or loss + self.min_delta < self.best
+        self.epochs += 1
+        if improved:
+            self.best, self.wait = loss, 0
+            return self.lr
+        if self.cooling:
+            return self.lr
+        self.wait += 1
+        if self.wait == self.patience and self.lr > self.min_lr:
+            self.lr = np.float32(max(self.lr * self.factor, self.min_lr))
+            self.cooling, self.wait = self.cooldown, 0
+        return self.lr
+
+
+def plateau_schedule(val_losses, initial_lr, factor=0.1, patience=10, min_delta=1e-4, cooldown=0, min_lr=0.0):
+    machine = _Plateau(initial_lr, factor, patience, min_delta, cooldown, min_lr)
+    return np.array([machine.end_epoch(float(v)) for v in val_losses], dtype=np.float32)
+''',
 }
+
+# Driving Keras' own callback is a correct answer too (it does not use nnh).
+KERAS_CALLBACK = '''import types
+
+
+def plateau_schedule(val_losses, initial_lr, factor=0.1, patience=10, min_delta=1e-4, cooldown=0, min_lr=0.0):
+    if not 0 < factor < 1 or patience < 1 or min(min_delta, cooldown, min_lr) < 0 or initial_lr <= 0:
+        raise ValueError("factor must be in (0, 1), patience >= 1, min_delta, cooldown, min_lr >= 0, initial_lr > 0")
+    optimizer = keras.optimizers.SGD(learning_rate=initial_lr)
+    callback = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=factor, patience=patience,
+                                                 min_delta=min_delta, cooldown=cooldown, min_lr=min_lr)
+    callback.set_model(types.SimpleNamespace(optimizer=optimizer))
+    callback.on_train_begin()
+    rates = []
+    for epoch, loss in enumerate(val_losses):
+        callback.on_epoch_end(epoch, {"val_loss": float(loss)})
+        rates.append(float(keras.ops.convert_to_numpy(optimizer.learning_rate)))
+    return np.array(rates)
+'''
 
 # student id → (answers, grade_ids of test cells that must lose points)
 WRONG = {
@@ -148,7 +204,60 @@ WRONG = {
                                       "class WarmupCosine(nnh.schedules.WarmupCosine):\n    pass\n"},
         ["test_WarmupCosine_values"],
     ),
+    "plateau_no_cooldown": (
+        mutate(REFERENCE, "plateau_schedule", "cooling, wait = cooldown, 0", "cooling, wait = 0, 0"),
+        ["test_plateau_schedule_cooldown", "test_plateau_schedule_sequences", "test_plateau_schedule_keras"],
+    ),
+    "plateau_cooldown_not_keras": (  # skips `cooldown` epochs, not Keras' cooldown - 1
+        mutate(REFERENCE, "plateau_schedule", "cooling, wait = cooldown, 0", "cooling, wait = cooldown + 1, 0"),
+        ["test_plateau_schedule_cooldown", "test_plateau_schedule_sequences"],
+    ),
+    "plateau_below_min_lr": (
+        mutate(REFERENCE, "plateau_schedule", "lr = max(lr * factor, min_lr)", "lr = lr * factor"),
+        ["test_plateau_schedule_min_lr", "test_plateau_schedule_sequences", "test_plateau_schedule_keras"],
+    ),
+    "plateau_raises_rate_to_min_lr": (
+        mutate(REFERENCE, "plateau_schedule", "if wait >= patience and lr > min_lr:", "if wait >= patience:"),
+        ["test_plateau_schedule_min_lr", "test_plateau_schedule_sequences"],
+    ),
+    "plateau_patience_off_by_one": (
+        mutate(REFERENCE, "plateau_schedule", "if wait >= patience and", "if wait > patience and"),
+        ["test_plateau_schedule_example", "test_plateau_schedule_sequences", "test_plateau_schedule_keras"],
+    ),
+    "plateau_ignores_min_delta": (
+        mutate(REFERENCE, "plateau_schedule", "loss < best - min_delta", "loss < best"),
+        ["test_plateau_schedule_min_delta", "test_plateau_schedule_sequences"],
+    ),
+    "plateau_tie_is_improvement": (
+        mutate(REFERENCE, "plateau_schedule", "loss < best - min_delta", "loss <= best - min_delta"),
+        ["test_plateau_schedule_min_delta"],
+    ),
+    "plateau_counter_not_reset": (
+        mutate(REFERENCE, "plateau_schedule", "cooling, wait = cooldown, 0", "cooling = cooldown"),
+        ["test_plateau_schedule_example", "test_plateau_schedule_sequences", "test_plateau_schedule_keras"],
+    ),
+    "plateau_rate_before_update": (
+        mutate(mutate(REFERENCE, "plateau_schedule", "        rates.append(lr)\n", ""), "plateau_schedule",
+               "    for loss in val_losses:\n", "    for loss in val_losses:\n        rates.append(lr)\n"),
+        ["test_plateau_schedule_example", "test_plateau_schedule_sequences", "test_plateau_schedule_keras"],
+    ),
+    "plateau_factor_one_accepted": (
+        mutate(REFERENCE, "plateau_schedule", "if not 0 < factor < 1:", "if not 0 < factor <= 1:"),
+        ["test_plateau_schedule_errors"],
+    ),
+    "plateau_imports_the_reference": (
+        {**REFERENCE, "plateau_schedule": "from nnh.schedules import plateau_schedule\n"},
+        ["test_plateau_schedule_example", "test_plateau_schedule_min_delta", "test_plateau_schedule_cooldown",
+         "test_plateau_schedule_min_lr", "test_plateau_schedule_sequences", "test_plateau_schedule_keras"],
+    ),
+    "plateau_wraps_the_reference": (
+        {**REFERENCE, "plateau_schedule": "import nnh.schedules\n\n\ndef plateau_schedule(*args, **kwargs):\n"
+                                          "    return nnh.schedules.plateau_schedule(*args, **kwargs)\n"},
+        ["test_plateau_schedule_example", "test_plateau_schedule_min_delta", "test_plateau_schedule_cooldown",
+         "test_plateau_schedule_min_lr", "test_plateau_schedule_sequences", "test_plateau_schedule_keras"],
+    ),
 }
 
 # student id → answers that must get full marks
-CORRECT = {"reference": REFERENCE, "other_style": {**REFERENCE, **OTHER_STYLE}}
+CORRECT = {"reference": REFERENCE, "other_style": {**REFERENCE, **OTHER_STYLE},
+           "keras_callback": {**REFERENCE, "plateau_schedule": KERAS_CALLBACK}}
