@@ -2,7 +2,11 @@
 
 Dropout is random, so the correct answers draw their random numbers in
 different ways (uniform comparisons, binomial draws, Bernoulli via
-``rng.choice``); the wrong ones each make one plausible mistake.
+``rng.choice``); the wrong ones each make one plausible mistake.  The
+Monte-Carlo answers run their passes one call at a time, in one call on
+``n_samples`` stacked copies of ``x``, or stack Keras tensors; the entropies
+are computed in float64 NumPy, with loops and ``math.log``, with a
+``np.log(0)`` that warns (the tests silence it), or in float32 ``keras.ops``.
 """
 
 from __future__ import annotations
@@ -55,6 +59,58 @@ OTHER_STYLE = {
     for _ in range(int(n_units)):
         count *= 2
     return count
+''',
+    "mc_dropout_predict": '''def mc_dropout_predict(model, x, n_samples=30):
+    if not n_samples >= 1:
+        raise ValueError(f"n_samples must be at least 1, got {n_samples}")
+    out = None
+    for t in range(n_samples):
+        prediction = model(x, training=True).numpy()
+        if out is None:
+            out = np.empty((n_samples,) + prediction.shape, dtype=prediction.dtype)
+        out[t] = prediction
+    return out
+''',
+    "predictive_entropy": '''def predictive_entropy(samples):
+    samples = np.asarray(samples)
+    n_passes, n_examples, n_classes = samples.shape
+    result = np.zeros(n_examples)
+    for n in range(n_examples):
+        for k in range(n_classes):
+            p = sum(float(samples[t, n, k]) for t in range(n_passes)) / n_passes
+            if p > 0:
+                result[n] -= p * math.log(p)
+    return result
+''',
+}
+
+# one forward pass on n_samples stacked copies of x (Dropout draws a mask per row), and an
+# entropy whose np.log(0) warns: the tests silence NumPy's warnings, the values are right
+VECTORISED = {
+    "mc_dropout_predict": '''def mc_dropout_predict(model, x, n_samples=30):
+    if n_samples < 1:
+        raise ValueError("n_samples must be >= 1")
+    x = np.asarray(x)
+    out = keras.ops.convert_to_numpy(model(np.concatenate([x] * n_samples, axis=0), training=True))
+    return out.reshape(n_samples, len(x), -1)
+''',
+    "predictive_entropy": '''def predictive_entropy(samples):
+    mean = np.mean(samples, axis=0)
+    return -np.sum(np.where(mean > 0, mean * np.log(mean), 0.0), axis=-1)
+''',
+}
+
+# Keras tensors all the way: a stacked tensor, a float32 entropy
+KERAS_OPS = {
+    "mc_dropout_predict": '''def mc_dropout_predict(model, x, n_samples=30):
+    if n_samples < 1:
+        raise ValueError(f"n_samples = {n_samples} must be >= 1")
+    return keras.ops.stack([model(x, training=True) for _ in range(n_samples)], axis=0)
+''',
+    "predictive_entropy": '''def predictive_entropy(samples):
+    mean = keras.ops.mean(keras.ops.convert_to_tensor(samples, dtype="float32"), axis=0)
+    safe = keras.ops.maximum(mean, 1e-30)
+    return -keras.ops.sum(keras.ops.where(mean > 0, mean * keras.ops.log(safe), 0.0), axis=1)
 ''',
 }
 
@@ -138,6 +194,67 @@ WRONG = {
                                            "    return nnh.dropout.count_subnetworks(n_units)\n"},
         ["test_count_subnetworks_values"],
     ),
+    "mc_dropout_off": (
+        mutate(REFERENCE, "mc_dropout_predict", "model(x, training=True)", "model(x, training=False)"),
+        ["test_mc_dropout_predict_training", "test_mc_dropout_predict_independent"],
+    ),
+    "mc_one_mask_for_all_passes": (
+        mutate(REFERENCE, "mc_dropout_predict", "passes = [keras.ops.convert_to_numpy(model(x, training=True)) for _ in range(n_samples)]",
+               "one = keras.ops.convert_to_numpy(model(x, training=True))\n    passes = [one] * n_samples"),
+        ["test_mc_dropout_predict_independent"],
+    ),
+    "mc_returns_the_mean": (
+        mutate(REFERENCE, "mc_dropout_predict", "return np.stack(passes)", "return np.stack(passes).mean(axis=0)"),
+        ["test_mc_dropout_predict_shape", "test_mc_dropout_predict_no_dropout", "test_mc_dropout_predict_training"],
+    ),
+    "mc_one_pass_too_many": (
+        mutate(REFERENCE, "mc_dropout_predict", "range(n_samples)", "range(n_samples + 1)"),
+        ["test_mc_dropout_predict_shape", "test_mc_dropout_predict_no_dropout"],
+    ),
+    "mc_one_pass_too_few": (
+        mutate(REFERENCE, "mc_dropout_predict", "range(n_samples)", "range(1, n_samples)"),
+        ["test_mc_dropout_predict_shape", "test_mc_dropout_predict_no_dropout"],
+    ),
+    "mc_copies_grouped_by_example": (
+        {**REFERENCE, "mc_dropout_predict": '''def mc_dropout_predict(model, x, n_samples=30):
+    if n_samples < 1:
+        raise ValueError("n_samples must be >= 1")
+    x = np.asarray(x)
+    out = keras.ops.convert_to_numpy(model(np.repeat(x, n_samples, axis=0), training=True))
+    return out.reshape(n_samples, len(x), -1)
+'''},
+        ["test_mc_dropout_predict_no_dropout"],
+    ),
+    "mc_no_check": (  # n_samples = 0 gives an empty array instead of an error
+        mutate(mutate(REFERENCE, "mc_dropout_predict", "raise ValueError", "pass  # raise ValueError"),
+               "mc_dropout_predict", "return np.stack(passes)", "return np.array(passes)"),
+        ["test_mc_dropout_predict_errors"],
+    ),
+    "entropy_mean_of_entropies": (
+        {**REFERENCE, "predictive_entropy": '''def predictive_entropy(samples):
+    samples = np.asarray(samples, dtype=float)
+    logs = np.log(np.where(samples > 0, samples, 1.0))
+    return -np.sum(samples * logs, axis=2).mean(axis=0)
+'''},
+        ["test_predictive_entropy_values", "test_predictive_entropy_edge_cases"],
+    ),
+    "entropy_log2": (
+        mutate(REFERENCE, "predictive_entropy", "np.log(np.where(", "np.log2(np.where("),
+        ["test_predictive_entropy_values", "test_predictive_entropy_edge_cases"],
+    ),
+    "entropy_nan_for_zeros": (
+        mutate(REFERENCE, "predictive_entropy", "return -np.sum(np.where(positive, mean * np.log(np.where(positive, mean, 1.0)), 0.0), axis=1)", "return -np.sum(mean * np.log(mean), axis=1)"),
+        ["test_predictive_entropy_values", "test_predictive_entropy_edge_cases"],
+    ),
+    "entropy_mean_over_examples": (
+        mutate(REFERENCE, "predictive_entropy", ".mean(axis=0)", ".mean(axis=1)"),
+        ["test_predictive_entropy_values", "test_predictive_entropy_edge_cases"],
+    ),
+    "entropy_sum_of_passes": (
+        mutate(REFERENCE, "predictive_entropy", ".mean(axis=0)", ".sum(axis=0)"),
+        ["test_predictive_entropy_values", "test_predictive_entropy_edge_cases"],
+    ),
 }
 
-CORRECT = {"reference": REFERENCE, "other_style": {**REFERENCE, **OTHER_STYLE}}
+CORRECT = {"reference": REFERENCE, "other_style": {**REFERENCE, **OTHER_STYLE},
+           "vectorised": {**REFERENCE, **VECTORISED}, "keras_ops": {**REFERENCE, **KERAS_OPS}}
