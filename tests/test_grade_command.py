@@ -132,15 +132,16 @@ def test_feedback_hides_the_code_of_hidden_tests(graded):
 
     course, _, _, _ = graded
     source = nbformat.read(nbgrading.REPO / "solutions" / A / f"{A}.ipynb", as_version=4)
-    hidden, visible = set(), set()
+    hidden, visible, elsewhere = set(), set(), set()
     for cell in source.cells:
+        regions = "".join(m.group(0) for m in _HIDDEN_REGION.finditer(cell.source))
+        outside = {line.strip() for line in _HIDDEN_REGION.sub("", cell.source).splitlines()}
+        elsewhere |= outside  # also the Markdown, which may quote a line that a hidden test uses
         if cell.metadata.get("nbgrader", {}).get("grade"):
-            regions = "".join(m.group(0) for m in _HIDDEN_REGION.finditer(cell.source))
-            outside = _HIDDEN_REGION.sub("", cell.source)
-            visible |= {line.strip() for line in outside.splitlines() if len(line.strip()) >= 12}
+            visible |= {line for line in outside if len(line) >= 12}
             hidden |= {line.strip() for line in regions.splitlines()
                        if len(line.strip()) >= 12 and not re.match(r"### (BEGIN|END) HIDDEN", line.strip())}
-    hidden -= visible
+    hidden = {line for line in hidden if not any(line in other for other in elsewhere)}
     assert len(hidden) >= 20 and visible
     for name in ("s01_reference", "s03_wrong", "s04_delegates", "s12_kills_kernel"):
         text = _page_text(nbgrading.notebook_path(course, "feedback", A, name).with_suffix(".html"))
