@@ -212,10 +212,16 @@ def make_payload(course: Course, assignment: str, student: str, source_files: di
     """Everything grading ``student`` needs, with no access to the course (see :func:`run_task`).
     ``hide_tests``: the feedback shows the hidden tests' results and messages, not their code."""
     submitted = _files(course.path("submitted", student, assignment))
+    return task_payload(course, assignment, student, source_files, submitted, template, limits,
+                        digest(source_files, submitted, course.config_text), hide_tests=hide_tests)
+
+
+def task_payload(course: Course, assignment: str, student: str, source_files: dict, submitted: dict,
+                 template: bytes, limits: dict, key: str, *, hide_tests: bool = True) -> dict:
+    """The task :func:`run_task` grades: ``submitted`` (name → bytes) as ``student``'s files."""
     return {"assignment": assignment, "student": student, "config_text": course.config_text,
             "source_files": source_files, "submitted_files": submitted, "template_db": template,
-            "limits": limits, "hide_tests": hide_tests,
-            "digest": digest(source_files, submitted, course.config_text)}
+            "limits": limits, "hide_tests": hide_tests, "digest": key}
 
 
 def hide_tests_setting(course: Course, flag: bool | None) -> bool:
@@ -691,9 +697,9 @@ def _grade(args: argparse.Namespace, out) -> int:
     wall = args.timeout + 60  # the notebook's limit, plus starting the kernel and the feedback
 
     todo, payloads = [], {}
+    hide_tests = hide_tests_setting(course, args.hide_tests)
     for student in students:
-        payload = make_payload(course, assignment, student, source_files, template, limits,
-                               hide_tests=hide_tests_setting(course, args.hide_tests))
+        payload = make_payload(course, assignment, student, source_files, template, limits, hide_tests=hide_tests)
         record = manifest.get(student)
         if (not args.force and record and record.get("digest") == payload["digest"] and student in graded_before):
             continue
@@ -823,9 +829,7 @@ def preflight(args: argparse.Namespace, course: Course, assignment: str, source_
                                 "scheduler": str(args.scheduler).encode()}, course.config_text)
     if manifest.get(_PREFLIGHT_KEY, {}).get("digest") == key:
         return
-    payload = {"assignment": assignment, "student": PREFLIGHT_STUDENT, "config_text": course.config_text,
-               "source_files": source_files, "submitted_files": submitted, "template_db": template,
-               "limits": limits, "digest": key}
+    payload = task_payload(course, assignment, PREFLIGHT_STUDENT, source_files, submitted, template, limits, key)
     print(f"preflight: grading the reference solution of {assignment} with the class's limits", file=out)
     if args.scheduler:
         results = []

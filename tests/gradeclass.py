@@ -30,15 +30,7 @@ ELASTIC = ["test_elastic_net_penalty_values", "test_elastic_net_penalty_errors"]
 GRAD = ["test_l2_penalty_grad_array", "test_l2_penalty_grad_list", "test_l2_penalty_grad_no_mutation",
         "test_l2_penalty_grad_errors"]
 
-
-def _points() -> dict[str, float]:
-    """grade_id → points of every test cell of the source notebook, in notebook order."""
-    nb = nbformat.read(nbgrading.REPO / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
-    return {c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"]["points"])
-            for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
-
-
-POINTS = _points()
+POINTS = nbgrading.test_points(ASSIGNMENT)
 ALL = list(POINTS)  # every test cell: the four functions above, then the later parts
 MAX = sum(POINTS.values())
 assert ALL[:len(L2 + L1 + ELASTIC + GRAD)] == L2 + L1 + ELASTIC + GRAD, "the first parts, in this order"

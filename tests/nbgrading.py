@@ -97,6 +97,16 @@ def reference_answers(assignment: str) -> dict[str, str]:
     }
 
 
+def test_points(assignment: str) -> dict[str, float]:
+    """grade_id → points of every test cell of the source notebook, in notebook order."""
+    nb = nbformat.read(REPO / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
+    return {c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"].get("points", 0))
+            for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+
+
+test_points.__test__ = False  # a helper, not a pytest test
+
+
 def submit(course: Path, assignment: str, student: str, answers: dict[str, str]) -> Path:
     """Write ``submitted/<student>/<assignment>/<assignment>.ipynb``: the release with
     the answer cells named in ``answers`` replaced (the others keep the stub)."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib
 
-import nbformat
 import pytest
 
 import nbgrading
@@ -86,9 +85,7 @@ pytestmark = pytest.mark.grading
 
 
 def expected_max(assignment: str) -> float:
-    nb = nbformat.read(nbgrading.REPO / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
-    return float(sum(c.metadata["nbgrader"].get("points", 0) for c in nb.cells
-                     if c.metadata.get("nbgrader", {}).get("grade")))
+    return sum(nbgrading.test_points(assignment).values())
 
 
 def test_every_assignment_has_a_class():

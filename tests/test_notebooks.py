@@ -79,18 +79,11 @@ NEW_PARTS = {
 }
 
 
-def points_of(assignment: str) -> dict[str, float]:
-    """grade_id → points of every test cell of the source notebook."""
-    nb = json.loads((REPO / "solutions" / assignment / f"{assignment}.ipynb").read_text())
-    return {c["metadata"]["nbgrader"]["grade_id"]: float(c["metadata"]["nbgrader"]["points"])
-            for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade")}
-
-
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_points_reward_ideas_more_than_error_paths(assignment):
     """Error-path cells (``..._errors``) are worth at most 10 % of the points; the parts
     that build an idea (:data:`NEW_PARTS`) at least 30 %, each with its own tests."""
-    points = points_of(assignment)
+    points = nbgrading.test_points(assignment)
     total = sum(points.values())
     errors = sum(p for g, p in points.items() if g.endswith("_errors"))
     assert errors <= 0.10 * total, f"{assignment}: error paths are {errors} of {total} points"
