@@ -90,7 +90,8 @@ def run(kc, code: str, timeout: float = 60) -> dict:
         elif msg["msg_type"] == "error":
             out["error"] = msg["content"]["ename"]
 
-    kc.execute_interactive(code, output_hook=hook, timeout=timeout)
+    # stop_on_error=False: an error must not abort the next request (see below)
+    kc.execute_interactive(code, output_hook=hook, timeout=timeout, stop_on_error=False)
     return out
 
 
@@ -176,7 +177,9 @@ def test_interrupt_death_and_kill_reach_the_forked_kernel(zygote, spec):
         pid, ppid = value(kc, "(__import__('os').getpid(), __import__('os').getppid())")
         assert ppid == zygote.process.pid, "a fresh kernel, not a fork of the zygote"
         # interrupt: jupyter_client signals the launcher's group; the launcher forwards it
-        kc.execute("import time\nwhile True: time.sleep(0.01)")
+        # stop_on_error=False: after an error, ipykernel aborts the requests that
+        # reach it before its queue is flushed (a race with the next execute below)
+        kc.execute("import time\nwhile True: time.sleep(0.01)", stop_on_error=False)
         time.sleep(1)
         km.interrupt_kernel()
         reply = kc.get_shell_msg(timeout=30)
