@@ -173,8 +173,7 @@ def run(config: str, seed: int, settings: Settings = Settings(), split: data.Spl
         mixup_alpha=s.mixup_alpha if "mixup" in tricks else None,
         label_smoothing=s.label_smoothing if "label_smoothing" in tricks else 0.0,
     )
-    probs = keras.ops.convert_to_numpy(result.model.predict(split.x_test, batch_size=512, verbose=0))
-    probs = probs.astype(np.float64)
+    probs = training.predict(result.model, split.x_test)
     return Run(config=config, seed=seed,
                accuracy=metrics.accuracy(probs, split.y_test),
                ece=metrics.expected_calibration_error(probs, split.y_test, s.n_bins),

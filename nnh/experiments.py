@@ -224,8 +224,12 @@ def train_adam(variant: str, *, seed: int = 0, validate: bool = False, setup: Se
 
 def cross_entropy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
     """Mean cross-entropy of ``model`` on ``(x, y)`` alone, without any penalty."""
-    p = model.predict(x, batch_size=512, verbose=0)
-    return float(keras.losses.SparseCategoricalCrossentropy()(y, p))
+    return _cross_entropy(training.predict(model, x), y)
+
+
+def _cross_entropy(probs: np.ndarray, y: np.ndarray) -> float:
+    """Keras' ``SparseCategoricalCrossentropy`` (float32, as in training) of softmax outputs."""
+    return float(keras.losses.SparseCategoricalCrossentropy()(y, probs.astype(np.float32)))
 
 
 def penalty_report(run: training.RunResult, split: data.Split) -> dict[str, float]:
@@ -282,7 +286,8 @@ def dropout_report(run: training.RunResult, split: data.Split) -> dict[str, floa
     accuracy and loss, validation accuracy and loss, the inference-mode
     train − validation accuracy gap, and the lowest validation loss and its epoch."""
     h = run.history
-    train_loss, train_acc = run.model.evaluate(split.x_train, split.y_train, verbose=0)  # dropout off
+    probs = training.predict(run.model, split.x_train)  # dropout off (no penalties in these models)
+    train_acc, train_loss = metrics.accuracy(probs, split.y_train), _cross_entropy(probs, split.y_train)
     return dict(logged_acc=h["accuracy"][-1], logged_loss=h["loss"][-1], train_acc=float(train_acc),
                 train_loss=float(train_loss), val_acc=h["val_accuracy"][-1], val_loss=h["val_loss"][-1],
                 gap=float(train_acc) - h["val_accuracy"][-1], best_val_loss=min(h["val_loss"]),

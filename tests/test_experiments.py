@@ -170,3 +170,30 @@ def test_several_updates_per_call_change_no_number(trainer, monkeypatch):
     assert fast.history == slow.history
     assert fast.rates == slow.rates and len(fast.rates) == len(fast.history["loss"]) * 5
     assert fast.test_accuracy == slow.test_accuracy
+
+
+@pytest.mark.parametrize("options", [{}, {"dropout": 0.5}, {"batch_norm": True}])
+def test_eager_predictions_are_what_keras_predict_and_evaluate_give(options):
+    """nnh.training.predict (no traced function) in place of Model.predict / Model.evaluate:
+    the same probabilities, the test accuracy and dropout_report's training loss and accuracy
+    of Keras' own evaluate (dropout and batch norm in inference mode)."""
+    from nnh import models, training
+
+    split = data.digits(n_train=200)
+    run = training.fit(lambda: models.mlp(hidden=(32,), **options), split, 0.01, epochs=2, seed=0,
+                       test_every_epoch=True)
+    keras_probs = run.model.predict(split.x_test, batch_size=64, verbose=0)
+    probs = training.predict(run.model, split.x_test, batch_size=100)  # batches of other sizes
+    assert probs.dtype == np.float64 and probs.shape == keras_probs.shape
+    np.testing.assert_allclose(probs, keras_probs, rtol=1e-5, atol=1e-7)
+    # inference mode: one batch or several give the same (up to the float32 sums' order)
+    np.testing.assert_allclose(training.predict(run.model, split.x_test), probs, rtol=1e-5, atol=1e-7)
+    plain = training.fit(lambda: models.mlp(hidden=(32,), **options), split, 0.01, epochs=2, seed=0)
+    _, accuracy = plain.model.evaluate(split.x_test, split.y_test, verbose=0)
+    assert plain.test_accuracy == pytest.approx(accuracy, abs=1e-6)
+    loss, accuracy = run.model.evaluate(split.x_train, split.y_train, verbose=0)
+    report = experiments.dropout_report(run, split)
+    assert report["train_loss"] == pytest.approx(loss, rel=1e-5)
+    assert report["train_acc"] == pytest.approx(accuracy, abs=1e-6)
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
+        training.predict(run.model, split.x_test, batch_size=0)
