@@ -146,3 +146,98 @@ def scores(course: Path, assignment: str) -> dict[str, dict[str, tuple[float, fl
             cells["total"] = (submission.score, submission.max_score)
             result[submission.student.id] = cells
         return result
+
+
+def _names(source: str) -> tuple[set[str], set[str]]:
+    """(names a cell reads, names it binds) of a code cell's source (IPython magics dropped);
+    a cell that does not parse reads every word of it."""
+    import ast
+
+    try:
+        tree = ast.parse(re.sub(r"^[ \t]*[%!].*$", "", source, flags=re.MULTILINE))
+    except SyntaxError:
+        return set(re.findall(r"\w+", source)), set()
+    loads, binds = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (loads if isinstance(node.ctx, ast.Load) else binds).add(node.id)
+        elif isinstance(node, ast.arg):
+            binds.add(node.arg)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            binds.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            binds |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            binds.add(node.name)
+    return loads, binds
+
+
+def test_cell_dependencies(assignment: str, versions: list[dict[str, str]]) -> dict[str, set[str]]:
+    """test grade_id → the answer cells (grade_ids, named after the function they define) whose
+    code the test cell can run: the answers it names, the answers those answers name (in any
+    of ``versions`` of the answer cells), and the same for the earlier test cells that bind a
+    name it reads (e.g. a hidden import).  Used to pack several wrong answers into one
+    notebook only where none can change what another's test cells see."""
+    nb = nbformat.read(REPO / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
+    answers = set(reference_answers(assignment))
+    calls = {name: set() for name in answers}  # answer → answers its code names, in any version
+    for version in versions:
+        for name, source in version.items():
+            if name in answers:
+                calls[name] |= _names(source)[0] & answers
+
+    def closure(names: set[str]) -> set[str]:
+        done, todo = set(), list(names)
+        while todo:
+            name = todo.pop()
+            if name not in done:
+                done.add(name)
+                todo += calls[name]
+        return done
+
+    deps, bound_by = {}, {}  # bound_by: name → the latest test cell that binds it
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type != "code" or not meta.get("grade"):
+            continue
+        loads, binds = _names(cell.source)
+        cell_deps = closure(loads & answers)
+        for name in loads - binds:
+            if name in bound_by:
+                cell_deps |= deps[bound_by[name]]
+        deps[meta["grade_id"]] = cell_deps
+        bound_by.update({name: meta["grade_id"] for name in binds})
+    return deps
+
+
+test_cell_dependencies.__test__ = False  # a helper, not a pytest test
+
+
+def pack_wrong_answers(assignment: str, reference: dict[str, str],
+                       wrong: dict[str, tuple[dict[str, str], list[str]]]) -> list[list[str]]:
+    """Wrong answers packed into as few submissions as is safe: members of a pack change
+    disjoint answer cells, and no member's cells that must lose points can run an answer
+    cell another member changed (:func:`test_cell_dependencies`).  Each member then loses
+    points in its cells for its own mistake alone, as in a notebook of its own, while the
+    class needs a third as many notebooks graded.  Greedy, in the order of ``wrong``."""
+    deps = test_cell_dependencies(assignment, [reference] + [answers for answers, _ in wrong.values()])
+    changed = {sid: {name for name in set(reference) | set(answers) if answers.get(name) != reference.get(name)}
+               for sid, (answers, _) in wrong.items()}
+    reach = {sid: set().union(*(deps[cell] for cell in cells)) for sid, (_, cells) in wrong.items()}
+    packs: list[list[str]] = []
+    for sid in wrong:
+        for pack in packs:
+            if all(not (changed[sid] & (changed[m] | reach[m])) and not (reach[sid] & changed[m]) for m in pack):
+                pack.append(sid)
+                break
+        else:
+            packs.append([sid])
+    return packs
+
+
+def packed_answers(reference: dict[str, str], members: list[dict[str, str]]) -> dict[str, str]:
+    """The answer cells of a pack: the reference, with each member's changed cells."""
+    answers = dict(reference)
+    for member in members:
+        answers.update({name: source for name, source in member.items() if source != reference.get(name)})
+    return answers

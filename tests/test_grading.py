@@ -5,15 +5,22 @@ reference, correct answers in another style, and wrong answers that each make
 one plausible mistake.  Each assignment's class is split into course roots
 graded by one ``nbgrader autograde`` run each, on the xdist worker of its group:
 
-* the honest students (the correct answers and the blank release) exactly as an
-  instructor grades them: plain ``nbgrader autograde`` and fresh kernels;
-* the wrong answers, in two halves, by the same ``nbgrader autograde`` with
-  kernels forked from a warm zygote (what ``nnh grade`` does, see
-  ``tests/test_zygote.py``), which saves the TensorFlow import of each kernel.
+* the reference and the blank release exactly as an instructor grades them:
+  plain ``nbgrader autograde`` and fresh kernels;
+* the other correct answers and the wrong ones, in two halves, by the same
+  ``nbgrader autograde`` with kernels forked from a warm zygote (what ``nnh
+  grade`` does, see ``tests/test_zygote.py``), which saves the TensorFlow import
+  of each kernel.
+
+Wrong answers are graded in packs (:func:`nbgrading.pack_wrong_answers`): one
+submission holds several mistakes in different answer cells, only where no
+mistake's test cells can run another's changed code, so each still loses points
+for its own mistake alone — a third as many notebooks to grade.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 import pytest
@@ -28,19 +35,40 @@ def submissions(assignment: str):
     return importlib.import_module(f"submissions_{assignment}")
 
 
-def students(assignment: str) -> dict[str, dict[str, str]]:
+FRESH = ("blank", "reference")  # graded on fresh kernels, as an instructor would
+
+
+@functools.lru_cache(maxsize=None)
+def packs(assignment: str) -> dict[str, list[str]]:
+    """Submitted student id → the wrong answers it holds."""
     module = submissions(assignment)
-    return {"blank": {}, **module.CORRECT, **{sid: answers for sid, (answers, _) in module.WRONG.items()}}
+    wrong = {sid: module.WRONG[sid] for sid in sorted(module.WRONG)}
+    return {f"pack{i:02d}": members
+            for i, members in enumerate(nbgrading.pack_wrong_answers(assignment, module.REFERENCE, wrong))}
+
+
+def students(assignment: str) -> dict[str, dict[str, str]]:
+    """Submitted student id → its answer cells: blank, the correct answers and the packs."""
+    module = submissions(assignment)
+    return {"blank": {}, **module.CORRECT,
+            **{pack: nbgrading.packed_answers(module.REFERENCE, [module.WRONG[sid][0] for sid in members])
+               for pack, members in packs(assignment).items()}}
+
+
+def submitted_as(assignment: str, student: str) -> str:
+    """The submitted id that holds ``student`` (a wrong answer is in a pack)."""
+    return next((pack for pack, members in packs(assignment).items() if student in members), student)
 
 
 def batches(assignment: str) -> list[list[str]]:
-    """The honest students first (graded on fresh kernels), then the wrong ones."""
+    """The submitted ids of each course root: blank and reference first (fresh kernels)."""
     module = submissions(assignment)
-    wrong = sorted(module.WRONG)
-    return [["blank", *sorted(module.CORRECT)]] + [wrong[i::N_WRONG_BATCHES] for i in range(N_WRONG_BATCHES)]
+    warm = sorted(set(module.CORRECT) - set(FRESH)) + sorted(packs(assignment))
+    return [list(FRESH)] + [warm[i::N_WRONG_BATCHES] for i in range(N_WRONG_BATCHES)]
 
 
 def batch_of(assignment: str, student: str) -> int:
+    student = submitted_as(assignment, student)
     return next(i for i, names in enumerate(batches(assignment)) if student in names)
 
 
@@ -65,8 +93,9 @@ def graded(assignment: str, batch: int, tmp_path_factory) -> dict:
 
 def student_scores(assignment: str, student: str, tmp_path_factory) -> dict:
     scores = graded(assignment, batch_of(assignment, student), tmp_path_factory)
-    assert student in scores, f"{student} was not graded"
-    return scores[student]
+    submitted = submitted_as(assignment, student)
+    assert submitted in scores, f"{submitted} was not graded"
+    return scores[submitted]
 
 
 def _params(kind: str):
@@ -113,6 +142,46 @@ def test_every_new_part_has_wrong_and_correct_answers(assignment):
         assert len(styles) >= 2, f"{assignment}.{name}: {len(styles)} correct answers in other styles"
 
 
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_packed_wrong_answers_cannot_reach_each_other(assignment):
+    """Every wrong answer is in exactly one pack; in a pack the members change disjoint answer
+    cells, and no member's must-fail test cells can run code another member changed."""
+    module = submissions(assignment)
+    reference = module.REFERENCE
+    grouped = packs(assignment)
+    assert sorted(sid for members in grouped.values() for sid in members) == sorted(module.WRONG)
+    assert len(grouped) < len(module.WRONG)  # packing saves notebooks
+    deps = nbgrading.test_cell_dependencies(assignment, [reference] + [a for a, _ in module.WRONG.values()])
+    for members in grouped.values():
+        for sid in members:
+            answers, must_fail = module.WRONG[sid]
+            reach = set().union(*(deps[cell] for cell in must_fail))
+            assert reach, f"{sid}: its test cells name no answer"
+            for other in members:
+                if other != sid:
+                    changed = {k for k, v in module.WRONG[other][0].items() if v != reference.get(k)}
+                    assert not changed & reach, f"{other} changes {changed & reach}, which {sid}'s tests run"
+                    assert not changed & {k for k, v in answers.items() if v != reference.get(k)}
+
+
+def test_packing_keeps_apart_a_mistake_and_the_tests_that_run_its_code():
+    """dropout: inverted_dropout calls dropout_mask, so a wrong dropout_mask is never packed
+    with a mistake that test_inverted_dropout_training must catch (and vice versa)."""
+    module = submissions("dropout")
+    reference = module.REFERENCE
+    bad_mask = nbgrading.mutate(reference, "dropout_mask", "rng", "np.random.default_rng(0)") \
+        if "rng" in reference["dropout_mask"] else None
+    assert bad_mask is not None
+    wrong = {"bad_mask": (bad_mask, ["test_dropout_mask_random"]),
+             "no_scaling": module.WRONG["no_scaling"],
+             "bad_count": module.WRONG["squared_subnetworks"]}
+    grouped = nbgrading.pack_wrong_answers("dropout", reference, wrong)
+    assert ["bad_mask", "bad_count"] in grouped and ["no_scaling"] in grouped
+    assert nbgrading.packed_answers(reference, [bad_mask, wrong["bad_count"][0]]) == \
+        {**reference, "dropout_mask": bad_mask["dropout_mask"],
+         "count_subnetworks": wrong["bad_count"][0]["count_subnetworks"]}
+
+
 @pytest.mark.parametrize(("assignment", "student"), _params("correct"))
 def test_correct_answers_get_full_marks(assignment, student, tmp_path_factory):
     scores = student_scores(assignment, student, tmp_path_factory)
@@ -135,4 +204,5 @@ def test_wrong_answer_loses_points(assignment, student, tmp_path_factory):
     assert score < maximum
     _, must_fail = submissions(assignment).WRONG[student]
     for cell in must_fail:
-        assert scores[cell][0] < scores[cell][1], f"{student} should lose points in {cell}: {scores[cell]}"
+        assert scores[cell][0] < scores[cell][1], \
+            f"{student} (in {submitted_as(assignment, student)}) should lose points in {cell}: {scores[cell]}"
