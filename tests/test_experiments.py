@@ -197,3 +197,36 @@ def test_eager_predictions_are_what_keras_predict_and_evaluate_give(options):
     assert report["train_acc"] == pytest.approx(accuracy, abs=1e-6)
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
         training.predict(run.model, split.x_test, batch_size=0)
+
+
+@pytest.mark.parametrize("options", [{"kernel_regularizer": "L2"}, {"dropout": 0.5}, {"batch_norm": True}])
+def test_eager_validation_reports_what_keras_validation_data_reports(options):
+    """training.fit(test_every_epoch=True) validates with nnh.training.EagerValidation: the
+    val_loss (cross-entropy plus the penalties) and val_accuracy of Keras' validation_data,
+    epoch by epoch, and EarlyStopping placed after it reads them."""
+    from nnh import models, training
+
+    split = data.digits(n_train=200)
+    if options.get("kernel_regularizer") == "L2":
+        options = {"kernel_regularizer": keras.regularizers.L2(1e-2)}
+
+    def build():
+        return models.mlp(hidden=(32,), **options)
+
+    ours = training.fit(build, split, 0.01, epochs=4, batch_size=64, seed=0, test_every_epoch=True,
+                        callbacks=[keras.callbacks.EarlyStopping("val_loss", patience=10)])
+    training.set_seed(0)
+    model = build()
+    model.compile(optimizer=training.make_optimizer("sgd", 0.01), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    theirs = model.fit(training.batches(split.x_train, split.y_train, 64, seed=0), shuffle=False, epochs=4,
+                       validation_data=training.batches(split.x_test, split.y_test, 512, shuffle=False),
+                       verbose=0).history
+    np.testing.assert_allclose(ours.history["loss"], theirs["loss"], rtol=1e-6)  # the same training
+    np.testing.assert_allclose(ours.history["val_loss"], theirs["val_loss"], rtol=1e-6)
+    np.testing.assert_allclose(ours.history["val_accuracy"], theirs["val_accuracy"], atol=1e-6)
+    if "kernel_regularizer" in options:  # the penalty is in val_loss, as in Keras
+        penalty = float(sum(keras.ops.convert_to_numpy(p) for p in ours.model.losses))
+        assert penalty > 1e-3 and ours.history["val_loss"][-1] > experiments.cross_entropy(
+            ours.model, split.x_test, split.y_test) + 0.9 * penalty
+    assert ours.test_accuracy == ours.history["val_accuracy"][-1]
