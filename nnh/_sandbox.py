@@ -713,6 +713,23 @@ def _integrity_guard(name, modules, aliases, shadowed, deep, volatile):  # pragm
 
 # --------------------------------------------------------------------------- nbgrader preprocessors
 
+OUTPUT_NOTE = "[nnh grade: output truncated: it passed"
+OUTPUT_ERROR_CHARS = 20_000  # an error's message, and each traceback line, at most
+OUTPUT_TRACEBACK_LINES = 60  # the last lines of a traceback
+
+
+def _output_size(content: dict) -> int:
+    """Characters of an output message's content (text, data of every MIME type, error)."""
+    size = 0
+    for key in ("text", "evalue"):
+        if isinstance(content.get(key), str):
+            size += len(content[key])
+    for value in (content.get("data") or {}).values():
+        size += len(value) if isinstance(value, str) else len(json.dumps(value, default=str))
+    size += sum(len(str(line)) for line in content.get("traceback") or [])
+    return size
+
+
 def _preprocessors():
     """nbgrader preprocessors used by the worker (imported lazily: nbgrader is heavy)."""
     from nbclient.exceptions import DeadKernelError
@@ -731,6 +748,10 @@ def _preprocessors():
           what is left of it, and once it is spent the remaining cells are not run;
         * a cell that cannot be stopped (it ignores the interrupt) ends the run like
           a dead kernel, instead of failing the whole notebook;
+        * output is capped as it arrives (``cell_output`` and ``notebook_output``
+          bytes): what passes a cap is dropped, with one note in the cell, so a
+          flood of ``print`` or ``display`` cannot fill the grader's memory or the
+          disk.  Errors are always kept (shortened): they decide the points;
         * an integrity guard (:func:`_integrity_guard`, when ``guard`` is set): before
           the first cell a silent request snapshots what the tests rely on, and before
           and after every test cell a silent request with a fresh challenge checks it;
@@ -741,8 +762,11 @@ def _preprocessors():
         sandbox_owner = None  # (uid, gid) that gets the notebook's folder, when grading as root
         notebook_timeout = None  # seconds for all cells together (None: no budget)
         guard = None  # (modules, aliases) to guard, from the source notebook (None: no runtime guard)
+        cell_output = None  # bytes of output one cell keeps (None: no cap)
+        notebook_output = None  # bytes of output the notebook keeps (None: no cap)
 
         def preprocess(self, nb, resources=None, km=None):
+            self._nnh_output = {"notebook": 0, "cells": {}, "truncated": set()}
             self._nnh_dead = None
             self._nnh_why = ""
             self._nnh_start = None
@@ -839,6 +863,44 @@ def _preprocessors():
                 return "; ".join(reasons.splitlines()) or "a change"
             return "the integrity check did not answer as it must (it was removed or replaced)"
 
+        # -- the output caps
+
+        def output(self, outs, msg, display_id, cell_index):
+            content = msg.get("content", {})
+            if msg.get("msg_type") == "error":  # never dropped: it decides the points
+                content["evalue"] = _shorten(str(content.get("evalue", "")), OUTPUT_ERROR_CHARS)
+                content["traceback"] = [_shorten(str(line), OUTPUT_ERROR_CHARS)
+                                        for line in list(content.get("traceback") or [])[-OUTPUT_TRACEBACK_LINES:]]
+                return super().output(outs, msg, display_id, cell_index)
+            size = _output_size(content)
+            used = self._nnh_output
+            cell_used = used["cells"].get(cell_index, 0)
+            over = [(cap, what) for cap, what in ((self.cell_output, "this cell's"),
+                                                  (self.notebook_output, "the notebook's"))
+                    if cap is not None and (cell_used if what == "this cell's" else used["notebook"]) + size > cap]
+            out, keep = None, not over
+            if over and msg.get("msg_type") == "stream" and isinstance(content.get("text"), str):
+                room = min(cap - (cell_used if what == "this cell's" else used["notebook"]) for cap, what in over)
+                content["text"], size = content["text"][:max(room, 0)], max(room, 0)  # the part that fits
+                keep = size > 0
+            if keep:
+                used["cells"][cell_index] = cell_used + size
+                used["notebook"] += size
+                out = super().output(outs, msg, display_id, cell_index)
+            if over and cell_index not in used["truncated"]:
+                used["truncated"].add(cell_index)
+                cap, what = over[0]
+                # display data: never merged into the student's streams, nor cut by LimitOutput
+                outs.append(NotebookNode(output_type="display_data", metadata={}, data={
+                    "text/plain": f"{OUTPUT_NOTE} {what} limit of {cap / 2**20:g} MB; the rest was not kept]"}))
+            return out
+
+        def _update_display_id(self, display_id, msg):
+            # an update replaces an output in place: it must fit the cell's cap on its own
+            if self.cell_output is not None and _output_size(msg.get("content", {})) > self.cell_output:
+                return None
+            return super()._update_display_id(display_id, msg)
+
         def _guarded(self, cell, index, when):
             """Run the integrity check; on a change, stop here (a ``TamperingDetected`` error)."""
             if not self._nnh_guard or cell.cell_type != "code" or not utils.is_grade(cell):
@@ -894,6 +956,9 @@ def _preprocessors():
                                   f"{str(error)[:300]}); the cells after it were not run")
             stopped = self._guarded(cell, index, "after")
             return stopped if stopped is not None else (cell, resources)
+
+    def _shorten(text, limit):
+        return text if len(text) <= limit else text[:limit] + f"... [{len(text) - limit} characters cut]"
 
     def _error(ename, evalue):
         return NotebookNode(output_type="error", ename=ename, evalue=evalue,
@@ -1165,6 +1230,8 @@ def work(payload: dict, tmp: str) -> dict:
                                                           for c in nb.cells] for n, nb in sources.items()}
     api = NbGraderAPI(coursedir=coursedir, config=config)
     SandboxExecute.notebook_timeout = limits.get("notebook_timeout")
+    SandboxExecute.cell_output = limits.get("cell_output")
+    SandboxExecute.notebook_output = limits.get("notebook_output")
     SandboxExecute.guard = guarded_modules([c.source for nb in sources.values() for c in nb.cells
                                             if c.cell_type == "code"])
     if os.geteuid() == 0 and limits.get("user"):
@@ -1202,6 +1269,13 @@ def work(payload: dict, tmp: str) -> dict:
         if any(e == "MemoryError" for _, e, _ in enames):
             result["status"] = "memory"
             result["details"].append(f"{name}: a cell ran out of memory (limit {limits['memory']} MB)")
+        cut = [c.metadata.get("nbgrader", {}).get("grade_id") or f"#{i + 1}" for i, c in enumerate(nb.cells)
+               if c.cell_type == "code" and any(OUTPUT_NOTE in str(o.get("data", {}).get("text/plain", ""))
+                                                for o in c.outputs if o.output_type == "display_data")]
+        if cut:
+            result["details"].append(f"{name}: the output of {len(cut)} cell(s) ({', '.join(cut[:5])}) passed the "
+                                     f"output limit ({limits.get('notebook_output', 0) / 2**20:g} MB for the notebook, "
+                                     f"{limits.get('cell_output', 0) / 2**20:g} MB for a cell) and was cut")
         died = [v for _, e, v in enames if e == "KernelDied" and not v.startswith("not run")]
         if died:
             if result["status"] != "memory":

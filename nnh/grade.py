@@ -13,7 +13,8 @@ working.
 Usage (in the course root)::
 
     nnh grade ASSIGNMENT [--jobs N] [--scheduler ADDRESS] [--timeout SECONDS]
-                         [--memory MB] [--csv PATH] [--force] [--student ID ...] [--no-preflight]
+                         [--memory MB] [--max-output MB] [--csv PATH] [--force] [--student ID ...]
+                         [--no-preflight]
 
 Before the first student, a *preflight* grades the assignment's source notebook (the
 reference solution) in the same sandbox, with the same limits, on the same workers.
@@ -69,6 +70,8 @@ STATUS_TEXT = {
 }
 DEFAULT_TIMEOUT = 600
 DEFAULT_MEMORY = 4096  # MB of address space: TensorFlow reserves far more than it uses; 2 GB aborts at import
+DEFAULT_MAX_OUTPUT = 8.0  # MB of outputs a student's notebook keeps (a cell: at most CELL_OUTPUT_MB of it)
+CELL_OUTPUT_MB = 1.0
 CSV_FIELDS = ["student_id", "assignment", "score", "max_score", "status"]
 _SANDBOX = str(Path(__file__).resolve().with_name("_sandbox.py"))
 
@@ -199,12 +202,17 @@ def digest(source_files: dict, submitted_files: dict, config_text: str) -> str:
 # --------------------------------------------------------------------------- one student's task
 
 
-def grading_limits(course: Course, timeout: float, memory: int, user: str) -> dict:
+def grading_limits(course: Course, timeout: float, memory: int, user: str,
+                   max_output: float = DEFAULT_MAX_OUTPUT) -> dict:
     """The per-student limits: the course's per-cell limit (nbgrader's
-    ``Execute.timeout``, at most ``timeout``), the notebook's, memory and CPU."""
+    ``Execute.timeout``, at most ``timeout``), the notebook's, memory, CPU, and the bytes
+    of output kept for the notebook (``max_output`` MB) and for one cell (at most
+    :data:`CELL_OUTPUT_MB` of it)."""
     cell_timeout = course.coursedir.config.Execute.get("timeout", 30) or timeout
+    notebook_output = int(max_output * 2**20)
     return {"memory": memory, "cell_timeout": int(max(1, min(cell_timeout, timeout))),
-            "notebook_timeout": float(timeout), "cpu": int(timeout * (os.cpu_count() or 1) + 60), "user": user}
+            "notebook_timeout": float(timeout), "cpu": int(timeout * (os.cpu_count() or 1) + 60), "user": user,
+            "notebook_output": notebook_output, "cell_output": min(int(CELL_OUTPUT_MB * 2**20), notebook_output)}
 
 
 def make_payload(course: Course, assignment: str, student: str, source_files: dict, template: bytes,
@@ -638,6 +646,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                              "limit is nbgrader's Execute.timeout, at most this")
     parser.add_argument("--memory", type=int, default=DEFAULT_MEMORY, metavar="MB",
                         help=f"address-space cap of a student's kernel (default {DEFAULT_MEMORY}; 0: none)")
+    parser.add_argument("--max-output", type=float, default=DEFAULT_MAX_OUTPUT, metavar="MB",
+                        help=f"output a student's notebook keeps (default {DEFAULT_MAX_OUTPUT:g}; a cell keeps at most "
+                             f"{CELL_OUTPUT_MB:g} MB of it); the rest is dropped, with a note in the cell and the "
+                             "feedback (error outputs are always kept, shortened)")
     parser.add_argument("--csv", metavar="PATH", help="write student_id,assignment,score,max_score,status")
     parser.add_argument("--force", action="store_true", help="grade again even if the submission has not changed")
     parser.add_argument("--student", nargs="+", metavar="ID", help="grade only these students")
@@ -661,6 +673,8 @@ def grade(args: argparse.Namespace, out=sys.stdout) -> int:
         raise GradeError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     if args.memory < 0:
         raise GradeError(f"--memory must be a number of MB (0: no cap), got {args.memory}")
+    if not 0 < args.max_output < float("inf"):
+        raise GradeError(f"--max-output must be a positive number of MB, got {args.max_output}")
     if not args.scheduler:
         prestart_servers(args.jobs)  # their nbgrader imports overlap reading the course
     try:
@@ -693,7 +707,7 @@ def _grade(args: argparse.Namespace, out) -> int:
         print(f"note: {course.root} is readable by others, so also by the sandbox user {args.user!r}: "
               "`chmod o-rx` it to hide the course (solutions, gradebook) from student code", file=sys.stderr)
 
-    limits = grading_limits(course, args.timeout, args.memory, args.user)
+    limits = grading_limits(course, args.timeout, args.memory, args.user, args.max_output)
     wall = args.timeout + 60  # the notebook's limit, plus starting the kernel and the feedback
 
     todo, payloads = [], {}

@@ -137,6 +137,17 @@ def _tests_first(nb) -> None:
     nb.cells = [c for c in nb.cells if _is_test(c)][::-1] + [c for c in nb.cells if not _is_test(c)]
 
 
+FLOOD = ("for _ in range(3000):\n    print('x' * 1000)\n"
+         "display({'text/html': '<p>' + 'y' * 3_000_000 + '</p>'}, raw=True)  # IPython's builtin\n")
+
+
+def _wrong_answer(name: str, grade_id: str) -> str:
+    """Answer cell ``grade_id`` of the wrong answer ``name`` of tests/submissions_regularization.py."""
+    import submissions_regularization as module
+
+    return module.WRONG[name][0][grade_id]
+
+
 def _ref(grade_id: str) -> str:
     return nbgrading.reference_answers(ASSIGNMENT)[grade_id]
 
@@ -242,6 +253,14 @@ def students() -> dict[str, Student]:
                                    detail="numpy.allclose was replaced"),
         "s21_patches_when_called": Student(_answers(l1_penalty=PATCHES_WHEN_CALLED), "tampered", points(L2), full=L2,
                                            zero=L1 + ELASTIC + GRAD, detail="after this test cell"),
+        # 3 MB printed and a 3 MB HTML display in an answer cell: the grader keeps 1 MB of the
+        # cell's output (a note says so), and the error of a later wrong answer still costs points
+        "s23_floods_output": Student(
+            _answers(l2_penalty=FLOOD + _ref("l2_penalty"),
+                     l1_penalty=_wrong_answer("l1_without_abs", "l1_penalty")),
+            "ok", MAX - points(["test_l1_penalty_values", "test_l1_penalty_keras", "test_elastic_net_penalty_values"]),
+            full=L2 + GRAD, zero=["test_l1_penalty_values", "test_elastic_net_penalty_values"],
+            detail="passed the output limit"),
         # an honest student who pasted an answer cell and a test cell twice (same metadata):
         # nbgrader alone fails on the duplicate grade_ids (jupyter/nbgrader#1941)
         "s22_pasted_cells": Student(_edit_cells(reference, _paste_twice, raw=True), "ok", MAX, full=ALL,

@@ -92,6 +92,26 @@ def test_every_student_gets_the_right_status_and_scores(graded):
 
 
 @CLASS_GROUP
+def test_a_flood_of_output_is_cut_as_it_arrives(graded):
+    """6 MB of output in one cell: the autograded notebook and the feedback keep about the
+    1 MB cap, with the note in the cell; the reference's notebook is untouched."""
+    course, *_ = graded
+    flooded = nbgrading.notebook_path(course, "autograded", A, "s23_floods_output")
+    assert flooded.stat().st_size < 2.5 * 2**20, flooded.stat().st_size
+    feedback = nbgrading.notebook_path(course, "feedback", A, "s23_floods_output").with_suffix(".html")
+    assert feedback.stat().st_size < 4 * 2**20, feedback.stat().st_size
+    nb = nbformat.read(flooded, as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "l2_penalty")
+    notes = [o for o in cell.outputs if o.output_type == "display_data"
+             and "output truncated" in o.get("data", {}).get("text/plain", "")]
+    assert len(notes) == 1 and "this cell's limit of 1 MB" in notes[0].data["text/plain"]
+    printed = sum(len(o.get("text", "")) for o in cell.outputs if o.output_type == "stream")
+    assert 0.5 * 2**20 < printed <= 2**20
+    reference = nbformat.read(nbgrading.notebook_path(course, "autograded", A, "s01_reference"), as_version=4)
+    assert not any("output truncated" in str(o) for c in reference.cells if c.cell_type == "code" for o in c.outputs)
+
+
+@CLASS_GROUP
 def test_csv_has_the_documented_columns(graded):
     course, *_ = graded
     with open(course / "grades.csv", newline="") as fh:
@@ -303,7 +323,8 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys, monkeypatch):
     assert result.returncode == 2  # the console script's exit status
     assert "nope" in result.stderr and "error" in result.stderr
     for args, says in (([A, "--jobs", "0"], "--jobs"), ([A, "--timeout", "-1"], "--timeout"),
-                       ([A, "--memory", "-5"], "--memory"), ([A, "--student", "nobody_here"], "nobody_here")):
+                       ([A, "--memory", "-5"], "--memory"), ([A, "--max-output", "0"], "--max-output"),
+                       ([A, "--max-output", "nan"], "--max-output"), ([A, "--student", "nobody_here"], "nobody_here")):
         assert g.main([*args, "--course", str(course)]) == 2, args
         error = capsys.readouterr().err
         assert says in error and "error" in error, (args, error)
