@@ -116,15 +116,20 @@ def test_cli_writes_runs_and_summary_as_json(tmp_path, capsys):
     assert set(result["summary"]["baseline"]) == set(ablation.METRICS)
 
 
-def test_console_script_shows_a_progress_bar_and_rejects_bad_arguments(tmp_path):
+def test_console_script_shows_a_progress_bar_and_rejects_bad_arguments(tmp_path, capsys):
     nnh = [sys.executable, "-m", "nnh.cli"]
     ok = subprocess.run([*nnh, "ablation", "--seeds", "1", "--configs", "baseline", "--epochs", "1",
                          "--n-train", "100"], capture_output=True, text=True, cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert "ablation" in ok.stderr and "1/1" in ok.stderr  # tqdm's bar: done/total
+    # the same entry point in this process (a new process costs a TensorFlow import each)
     for args, message in [(["--seeds", "0"], "--seeds must be at least 1"),
                           (["--configs", "+ batchnorm"], "invalid choice"),
                           (["--epochs", "0"], "epochs must be >= 1"),
                           (["--epochs", "4", "--warmup-epochs", "4"], "warmup_epochs must be in [0, epochs=4)")]:
-        bad = subprocess.run([*nnh, "ablation", *args], capture_output=True, text=True, cwd=tmp_path)
-        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+        try:
+            status = cli.main(["ablation", *args])
+        except SystemExit as exit_:
+            status = exit_.code
+        error = capsys.readouterr().err
+        assert status == 2 and message in error, (args, status, error)
