@@ -875,13 +875,13 @@ def _preprocessors():
             size = _output_size(content)
             used = self._nnh_output
             cell_used = used["cells"].get(cell_index, 0)
-            over = [(cap, what) for cap, what in ((self.cell_output, "this cell's"),
-                                                  (self.notebook_output, "the notebook's"))
-                    if cap is not None and (cell_used if what == "this cell's" else used["notebook"]) + size > cap]
+            budgets = ((self.cell_output, cell_used, "this cell's"), (self.notebook_output, used["notebook"],
+                                                                      "the notebook's"))
+            over = [(cap, spent, what) for cap, spent, what in budgets if cap is not None and spent + size > cap]
             out, keep = None, not over
             if over and msg.get("msg_type") == "stream" and isinstance(content.get("text"), str):
-                room = min(cap - (cell_used if what == "this cell's" else used["notebook"]) for cap, what in over)
-                content["text"], size = content["text"][:max(room, 0)], max(room, 0)  # the part that fits
+                room = max(min(cap - spent for cap, spent, _ in over), 0)
+                content["text"], size = content["text"][:room], room  # the part that fits
                 keep = size > 0
             if keep:
                 used["cells"][cell_index] = cell_used + size
@@ -889,7 +889,7 @@ def _preprocessors():
                 out = super().output(outs, msg, display_id, cell_index)
             if over and cell_index not in used["truncated"]:
                 used["truncated"].add(cell_index)
-                cap, what = over[0]
+                cap, _, what = over[0]
                 # display data: never merged into the student's streams, nor cut by LimitOutput
                 outs.append(NotebookNode(output_type="display_data", metadata={}, data={
                     "text/plain": f"{OUTPUT_NOTE} {what} limit of {cap / 2**20:g} MB; the rest was not kept]"}))

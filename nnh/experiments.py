@@ -224,12 +224,7 @@ def train_adam(variant: str, *, seed: int = 0, validate: bool = False, setup: Se
 
 def cross_entropy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
     """Mean cross-entropy of ``model`` on ``(x, y)`` alone, without any penalty."""
-    return _cross_entropy(training.predict(model, x), y)
-
-
-def _cross_entropy(probs: np.ndarray, y: np.ndarray) -> float:
-    """Keras' ``SparseCategoricalCrossentropy`` (float32, as in training) of softmax outputs."""
-    return float(keras.losses.SparseCategoricalCrossentropy()(y, probs.astype(np.float32)))
+    return training.sparse_cross_entropy(training.predict(model, x), y)
 
 
 def penalty_report(run: training.RunResult, split: data.Split) -> dict[str, float]:
@@ -287,7 +282,7 @@ def dropout_report(run: training.RunResult, split: data.Split) -> dict[str, floa
     train − validation accuracy gap, and the lowest validation loss and its epoch."""
     h = run.history
     probs = training.predict(run.model, split.x_train)  # dropout off (no penalties in these models)
-    train_acc, train_loss = metrics.accuracy(probs, split.y_train), _cross_entropy(probs, split.y_train)
+    train_acc, train_loss = metrics.accuracy(probs, split.y_train), training.sparse_cross_entropy(probs, split.y_train)
     return dict(logged_acc=h["accuracy"][-1], logged_loss=h["loss"][-1], train_acc=float(train_acc),
                 train_loss=float(train_loss), val_acc=h["val_accuracy"][-1], val_loss=h["val_loss"][-1],
                 gap=float(train_acc) - h["val_accuracy"][-1], best_val_loss=min(h["val_loss"]),

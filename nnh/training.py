@@ -196,16 +196,23 @@ class EagerValidation(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         probs = predict(self.model, self.x)
-        loss = keras.losses.SparseCategoricalCrossentropy()(self.labels, probs.astype(np.float32))
         penalties = [keras.ops.convert_to_numpy(p) for p in self.model.losses]
         if logs is not None:
-            logs["val_loss"] = float(keras.ops.convert_to_numpy(loss) + np.float32(sum(penalties)))
+            logs["val_loss"] = float(np.float32(sparse_cross_entropy(probs, self.labels)) + np.float32(sum(penalties)))
             logs["val_accuracy"] = _accuracy(probs, self.labels)
 
 
+def sparse_cross_entropy(probs: np.ndarray, labels) -> float:
+    """Keras' ``SparseCategoricalCrossentropy`` of softmax outputs, in float32 as in training
+    (Keras' clipping to ``[1e-7, 1 − 1e-7]``; :func:`nnh.metrics.negative_log_likelihood` is
+    the float64 one clipped at 1e-12)."""
+    return float(keras.losses.SparseCategoricalCrossentropy()(labels, np.asarray(probs, dtype=np.float32)))
+
+
 def _accuracy(probs: np.ndarray, y) -> float:
-    """Keras' ``"accuracy"`` for a softmax output: the share of argmax predictions equal to
-    the labels (integers, or one-hot rows)."""
+    """Keras' ``"accuracy"`` for a classifier's outputs: the share of argmax predictions equal
+    to the labels (integers, or one-hot rows).  Unlike :func:`nnh.metrics.accuracy` it takes
+    any outputs (float32 softmax rows may exceed 1 by rounding), as ``model.evaluate`` did."""
     y = np.asarray(y)
     labels = y.argmax(axis=-1) if y.ndim == probs.ndim else y.reshape(-1)
     return float(np.mean(probs.argmax(axis=-1) == labels))
