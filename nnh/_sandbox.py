@@ -719,13 +719,16 @@ OUTPUT_TRACEBACK_LINES = 60  # the last lines of a traceback
 
 
 def _output_size(content: dict) -> int:
-    """Characters of an output message's content (text, data of every MIME type, error)."""
+    """Characters of an output message's content (text, data of every MIME type, its
+    metadata, error): everything the notebook would store of it."""
     size = 0
     for key in ("text", "evalue"):
         if isinstance(content.get(key), str):
             size += len(content[key])
     for value in (content.get("data") or {}).values():
         size += len(value) if isinstance(value, str) else len(json.dumps(value, default=str))
+    if content.get("metadata"):
+        size += len(json.dumps(content["metadata"], default=str))
     size += sum(len(str(line)) for line in content.get("traceback") or [])
     return size
 

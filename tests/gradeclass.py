@@ -139,6 +139,8 @@ def _tests_first(nb) -> None:
 
 FLOOD = ("for _ in range(3000):\n    print('x' * 1000)\n"
          "display({'text/html': '<p>' + 'y' * 3_000_000 + '</p>'}, raw=True)  # IPython's builtin\n")
+#: A display whose size is all in its metadata, alone in a cell.
+METADATA_FLOOD = "display({'text/plain': 'z'}, metadata={'pad': 'z' * 3_000_000}, raw=True)\n"
 
 
 def _wrong_answer(name: str, grade_id: str) -> str:
@@ -253,11 +255,13 @@ def students() -> dict[str, Student]:
                                    detail="numpy.allclose was replaced"),
         "s21_patches_when_called": Student(_answers(l1_penalty=PATCHES_WHEN_CALLED), "tampered", points(L2), full=L2,
                                            zero=L1 + ELASTIC + GRAD, detail="after this test cell"),
-        # 3 MB printed and a 3 MB HTML display in an answer cell: the grader keeps 1 MB of the
-        # cell's output (a note says so), and the error of a later wrong answer still costs points
+        # 3 MB printed and a 3 MB HTML display in an answer cell, a display with 3 MB of
+        # metadata in another: the grader keeps at most 1 MB of a cell's output (a note says
+        # so), and the error of a later wrong answer still costs points
         "s23_floods_output": Student(
             _answers(l2_penalty=FLOOD + _ref("l2_penalty"),
-                     l1_penalty=_wrong_answer("l1_without_abs", "l1_penalty")),
+                     l1_penalty=_wrong_answer("l1_without_abs", "l1_penalty"),
+                     l2_penalty_grad=METADATA_FLOOD + _ref("l2_penalty_grad")),
             "ok", MAX - points(["test_l1_penalty_values", "test_l1_penalty_keras", "test_elastic_net_penalty_values"]),
             full=L2 + GRAD, zero=["test_l1_penalty_values", "test_elastic_net_penalty_values"],
             detail="passed the output limit"),

@@ -93,8 +93,9 @@ def test_every_student_gets_the_right_status_and_scores(graded):
 
 @CLASS_GROUP
 def test_a_flood_of_output_is_cut_as_it_arrives(graded):
-    """6 MB of output in one cell: the autograded notebook and the feedback keep about the
-    1 MB cap, with the note in the cell; the reference's notebook is untouched."""
+    """6 MB of output in one cell, 3 MB of display metadata in another: the autograded notebook
+    and the feedback keep about the 1 MB cap, with a note in each cell; the reference's
+    notebook is untouched."""
     course, *_ = graded
     flooded = nbgrading.notebook_path(course, "autograded", A, "s23_floods_output")
     assert flooded.stat().st_size < 2.5 * 2**20, flooded.stat().st_size
@@ -107,6 +108,9 @@ def test_a_flood_of_output_is_cut_as_it_arrives(graded):
     assert len(notes) == 1 and "this cell's limit of 1 MB" in notes[0].data["text/plain"]
     printed = sum(len(o.get("text", "")) for o in cell.outputs if o.output_type == "stream")
     assert 0.5 * 2**20 < printed <= 2**20
+    grad = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "l2_penalty_grad")
+    assert [o.output_type for o in grad.outputs] == ["display_data"]  # the note alone, not the display
+    assert "output truncated" in grad.outputs[0].data["text/plain"]
     reference = nbformat.read(nbgrading.notebook_path(course, "autograded", A, "s01_reference"), as_version=4)
     assert not any("output truncated" in str(o) for c in reference.cells if c.cell_type == "code" for o in c.outputs)
 
