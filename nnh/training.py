@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import json
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -225,7 +229,8 @@ def train_and_evaluate(model: keras.Model, fit_inputs: dict, test: tuple, *, epo
     :func:`predict` on ``test = (x, y)`` (``model.evaluate``'s, without tracing it)."""
     logger = LearningRateLogger()
     start = time.perf_counter()
-    history = model.fit(**fit_inputs, epochs=epochs, callbacks=[logger, *(callbacks or [])], verbose=0)
+    with trained_in_place_of(model) as trainer:
+        history = trainer.fit(**fit_inputs, epochs=epochs, callbacks=[logger, *(callbacks or [])], verbose=0)
     if test_every_epoch:
         test_accuracy = history.history["val_accuracy"][-1]
     else:
@@ -238,6 +243,104 @@ def train_and_evaluate(model: keras.Model, fit_inputs: dict, test: tuple, *, epo
         seconds=seconds,
         model=model,
     )
+
+
+TRAINERS = 8
+"""How many compiled stand-ins :func:`trained_in_place_of` keeps, the least recently used
+dropped first (0: every model is trained itself)."""
+
+_trainers: collections.OrderedDict[str, tuple[keras.Model, list[np.ndarray]]] = collections.OrderedDict()
+
+
+def _anonymous(value, names: dict[str, str]):
+    """``value`` (a JSON-like config) with every string that names a layer replaced by the
+    layer's index: two models built alike differ only in their layers' automatic names."""
+    if isinstance(value, dict):
+        return {k: _anonymous(v, names) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_anonymous(v, names) for v in value]
+    return names.get(value, value) if isinstance(value, str) else value
+
+
+def _signature(model: keras.Model) -> str | None:
+    """What a traced training step of ``model`` depends on, without the layers' names; ``None``
+    if ``model`` cannot use a stand-in (already trained, or one Keras cannot serialize)."""
+    if not model.compiled or model.train_function is not None or model.optimizer.built or not model.built:
+        return None
+    try:
+        compile_config = model.get_compile_config()
+        compile_config["optimizer"]["config"].pop("name")  # a unique name per optimizer object
+        names = {layer.name: f"layer {i}" for i, layer in enumerate(model._flatten_layers(include_self=True))}
+        architecture = json.loads(model.to_json())
+        architecture.pop("compile_config", None)  # as compile_config, with the optimizer's name
+        compiled = {"model": architecture, "compile": compile_config,
+                    "variables": [(v.shape, v.dtype, v.trainable) for v in model.variables]}
+        return json.dumps(_anonymous(compiled, names), sort_keys=True, default=str)
+    except Exception:  # noqa: BLE001 - an unusual model is simply trained itself
+        return None
+
+
+@contextlib.contextmanager
+def _random_state_kept():
+    """Restore Python's, NumPy's and Keras' global random states after the block."""
+    from keras.src.backend.common import global_state
+    from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    generator = global_state.get_global_attribute(GLOBAL_SEED_GENERATOR)  # None until first used
+    keras_state = None if generator is None else generator.state.numpy()
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        global_state.set_global_attribute(GLOBAL_SEED_GENERATOR, generator)
+        if generator is not None:
+            generator.state.assign(keras_state)
+
+
+def _copy_variables(source: list, target: list) -> None:
+    for s, t in zip(source, target, strict=True):
+        t.assign(s)
+
+
+@contextlib.contextmanager
+def trained_in_place_of(model: keras.Model):
+    """Yield a compiled model to train in place of ``model``, then give ``model`` its state.
+
+    Keras traces a new training function for every new model: about 2 s on 2 CPU cores,
+    as long as the 60 epochs of a small network take.  A model compiled like an earlier
+    one (the same layers, optimizer, loss and metrics; only the names and the values of
+    the variables may differ) is trained by that earlier model's stand-in instead: the
+    stand-in takes ``model``'s variables (weights and random-seed states) and a fresh
+    optimizer state, trains with its traced function, and ``model`` then takes the
+    trained variables and the optimizer's state.  The updates are the same operations
+    on the same values, so every number is what training ``model`` itself gives (a
+    test checks it).  Any other model is yielded itself.
+    """
+    key = _signature(model) if TRAINERS > 0 else None
+    if key is None:
+        yield model
+        return
+    if key in _trainers:
+        _trainers.move_to_end(key)
+        trainer, initial = _trainers[key]
+    else:
+        with _random_state_kept():  # cloning draws initial weights and seeds
+            trainer = keras.models.clone_model(model)
+            trainer.compile_from_config(model.get_compile_config())  # also builds the optimizer
+        initial = [v.numpy() for v in trainer.optimizer.variables]
+        _trainers[key] = trainer, initial
+        while len(_trainers) > TRAINERS:
+            _trainers.popitem(last=False)
+    _copy_variables(model.variables, trainer.variables)
+    _copy_variables(initial, trainer.optimizer.variables)
+    try:
+        yield trainer
+    finally:
+        _copy_variables(trainer.variables, model.variables)
+        model.optimizer.build(model.trainable_variables)
+        _copy_variables(trainer.optimizer.variables, model.optimizer.variables)
 
 
 def steps_per_epoch(n_examples: int, batch_size: int) -> int:

@@ -172,6 +172,57 @@ def test_several_updates_per_call_change_no_number(trainer, monkeypatch):
     assert fast.test_accuracy == slow.test_accuracy
 
 
+@pytest.mark.parametrize("trainer", ["fit", "fit_augmented"])
+def test_a_stand_in_trains_exactly_as_the_model_itself(trainer, monkeypatch):
+    """training.trained_in_place_of: models compiled alike are trained by one stand-in with one
+    traced training function.  Every number is what training each model itself gives (history,
+    rates, test accuracy, weights, random-seed states, optimizer state, the global random state
+    afterwards), whatever ran before; the models stay independent and usable."""
+    import random
+
+    from nnh import augment, models, training
+
+    def run(seed):
+        if trainer == "fit":
+            split = data.digits(n_train=150)
+            result = training.fit(
+                lambda: models.mlp(hidden=(32,), dropout=0.3, batch_norm=True,
+                                   kernel_regularizer=keras.regularizers.L2(1e-3)), split,
+                schedules.WarmupCosine(5, 20, 0.05), epochs=4, batch_size=32, seed=seed, test_every_epoch=True,
+                callbacks=[keras.callbacks.EarlyStopping("val_loss", patience=2, restore_best_weights=True)])
+        else:
+            split = data.digits(flat=False, n_train=150)
+            result = augment.fit_augmented(
+                lambda: models.cnn(split.x_train.shape[1:], filters=(4,), dense=8, dropout=0.2), split, 0.01,
+                epochs=3, batch_size=32, seed=seed, mixup_alpha=0.2, label_smoothing=0.1,
+                transform=lambda x, rng: augment.random_shift(x, 1, rng))
+        return result, [v.numpy() for v in result.model.variables + result.model.optimizer.variables], \
+            (random.random(), np.random.random(), float(keras.random.uniform(())))
+
+    def check_equal(a, b):
+        assert a[0].history == b[0].history and a[0].rates == b[0].rates
+        assert a[0].test_accuracy == b[0].test_accuracy
+        assert len(a[1]) == len(b[1]) and all(np.array_equal(x, y) for x, y in zip(a[1], b[1]))
+        assert a[2] == b[2]
+
+    training._trainers.clear()
+    first, second, again = run(3), run(4), run(3)  # the stand-in is made for seed 3, reused twice
+    assert len(training._trainers) == 1
+    trainer_model = next(iter(training._trainers.values()))[0]
+    assert all(r[0].model is not trainer_model for r in (first, second, again))
+    check_equal(first, again)
+    assert all(np.array_equal(v.numpy(), w) for v, w in zip(first[0].model.variables, first[1]))  # untouched
+    monkeypatch.setattr(training, "TRAINERS", 0)
+    check_equal(first, run(3))
+    check_equal(second, run(4))
+    assert first[0].history != second[0].history
+    # the model handed back is compiled and trained: evaluate and fit work on it
+    split = data.digits(n_train=150, flat=trainer == "fit")
+    labels = split.y_test if trainer == "fit" else augment.one_hot(split.y_test, 10)
+    _, accuracy = again[0].model.evaluate(split.x_test, labels, verbose=0)
+    assert accuracy == pytest.approx(again[0].test_accuracy, abs=1e-6)
+
+
 @pytest.mark.parametrize("options", [{}, {"dropout": 0.5}, {"batch_norm": True}])
 def test_eager_predictions_are_what_keras_predict_and_evaluate_give(options):
     """nnh.training.predict (no traced function) in place of Model.predict / Model.evaluate:
