@@ -2,8 +2,8 @@
 code, and the worker that autogrades one student with nbgrader in a throw-away
 course directory.
 
-Entry points, all run as ``python nnh/_sandbox.py`` (a script, so that
-the ``nnh`` package, which imports TensorFlow, is not imported):
+Entry points, all run as ``python nnh/_sandbox.py`` (a script: it needs no other
+module of the ``nnh`` package):
 
 ``kernel --memory MB --cpu S --fsize MB --nproc N --user NAME -- CMD...``
     Sets resource limits (``RLIMIT_AS``, ``RLIMIT_CPU``, ``RLIMIT_FSIZE``,
@@ -16,8 +16,8 @@ the ``nnh`` package, which imports TensorFlow, is not imported):
     below) and stands in for it; without an answer it starts a fresh one.
 
 ``zygote SOCKET``
-    Imports what every kernel of the course imports (nnh, that is TensorFlow,
-    Keras, ipykernel) once, then forks one kernel per launcher that connects to
+    Imports what every kernel of the course imports (nnh's modules, that is
+    TensorFlow, Keras, ipykernel) once, then forks one kernel per launcher that connects to
     the Unix socket ``SOCKET``; each fork is confined as a fresh kernel is.
 
 ``worker PAYLOAD RESULT``
@@ -141,8 +141,11 @@ def _exit_like(code: int) -> None:
 # jupyter_client and nbclient see an ordinary kernel process.  Without a zygote
 # (or if it does not answer) the launcher starts a fresh kernel as before.
 
+#: Every module of nnh: ``import nnh`` loads them on first use (and TensorFlow with them).
+NNH_MODULES = ("nnh.ablation", "nnh.augment", "nnh.data", "nnh.dropout", "nnh.experiments", "nnh.grading",
+               "nnh.metrics", "nnh.models", "nnh.plots", "nnh.regularization", "nnh.schedules", "nnh.training")
 #: What the zygote imports: what every kernel of the course imports first.
-WARM_IMPORTS = ("numpy", "nnh", "keras", "scipy.stats", "ipykernel.kernelapp", "ipykernel.ipkernel")
+WARM_IMPORTS = ("numpy", "nnh", *NNH_MODULES, "keras", "scipy.stats", "ipykernel.kernelapp", "ipykernel.ipkernel")
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"  # what ipykernel sets as MPLBACKEND
 
 
@@ -560,6 +563,8 @@ def guarded_modules(sources: list[str]) -> tuple[list[str], dict[str, str]]:
                         aliases[alias.name.split(".")[0]] = alias.name.split(".")[0]
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 modules.add(node.module)
+    if any(m.split(".")[0] == "nnh" for m in modules):
+        modules |= set(NNH_MODULES)  # loaded on first use: guard them all, as they are before any cell
     modules = sorted(m for m in modules if m.split(".")[0] in GUARDED_TOPS)
     return modules, {k: v for k, v in aliases.items() if v.split(".")[0] in GUARDED_TOPS}
 

@@ -13,12 +13,16 @@ noise is switched off here, once, before TensorFlow is imported:
   before any setting is read, so the import itself runs with file
   descriptor 2 pointed at ``/dev/null``.  Python exceptions still propagate.
 
-Variables the user has already set are left alone.
+Variables the user has already set are left alone.  ``import nnh`` sets them and, with
+:func:`quiet_tensorflow_on_import`, applies the rest to the first import of TensorFlow,
+whoever makes it, without importing TensorFlow itself.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.machinery
 import os
 import sys
 
@@ -54,6 +58,50 @@ def configure_tensorflow() -> None:
     # Python-side TensorFlow warnings (e.g. "tf.function retracing") are log
     # records of the "tensorflow" logger; keep errors only.
     tensorflow.get_logger().setLevel("ERROR")
+
+
+class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
+    """Finds ``tensorflow`` like the normal path finder, but executes it with fd 2 silenced
+    and then applies :func:`configure_tensorflow`'s logger setting.  It removes itself from
+    ``sys.meta_path`` once TensorFlow is loaded."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != "tensorflow":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+class _QuietLoader(importlib.abc.Loader):
+    def __init__(self, loader):
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        _remove_finder()
+        with _stderr_fd_silenced():
+            self._loader.exec_module(module)
+        module.get_logger().setLevel("ERROR")
+
+
+def _remove_finder() -> None:
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _QuietTensorFlowFinder)]
+
+
+def quiet_tensorflow_on_import() -> None:
+    """Set the quiet environment now, and make the first import of TensorFlow, by whatever
+    code, as quiet as :func:`configure_tensorflow` (which it does not import yet)."""
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if "tensorflow" in sys.modules:
+        configure_tensorflow()
+    elif not any(isinstance(f, _QuietTensorFlowFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowFinder())
 
 
 def set_seed(seed: int) -> None:

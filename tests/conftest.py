@@ -6,7 +6,7 @@ for _key, _value in {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0",
                      "PYDEVD_DISABLE_FILE_VALIDATION": "1", "JUPYTER_PLATFORM_DIRS": "1"}.items():
     os.environ.setdefault(_key, _value)
 
-import nnh  # noqa: E402,F401  (configures and imports TensorFlow once per worker)
+import nnh  # noqa: E402,F401  (TensorFlow, when first imported, loads quietly)
 
 
 import contextlib  # noqa: E402

@@ -1,0 +1,61 @@
+"""``import nnh``: light, quiet, and every module reachable from it."""
+
+from __future__ import annotations
+
+import os
+import pkgutil
+import subprocess
+import sys
+
+import pytest
+
+import nnh
+from nnh import _sandbox
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter without the quiet TensorFlow variables set."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_import_nnh_loads_no_tensorflow_and_keras_after_it_is_silent():
+    result = _python(
+        "import os, sys, nnh\n"
+        "print('tensorflow' in sys.modules, os.environ['TF_CPP_MIN_LOG_LEVEL'], os.environ['TF_ENABLE_ONEDNN_OPTS'])\n"
+        "import keras, numpy as np\n"
+        "keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])(np.ones((1, 2)))\n"
+        "print('tensorflow' in sys.modules)\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "3", "0", "True"]
+    assert result.stderr == ""  # no absl, CUDA or oneDNN lines
+
+
+def test_without_nnh_first_tensorflow_is_not_silent():
+    """The check above can fail: the same import without nnh writes TensorFlow's log lines."""
+    result = _python("import keras")
+    assert result.returncode == 0 and result.stderr.strip()
+
+
+def test_the_grader_does_not_import_tensorflow():
+    result = _python(
+        "import sys\n"
+        "from nnh import cli, grade, grading, _sandbox\n"
+        "try:\n"
+        "    cli.main(['grade', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-2:] == ["False", "False"]
+
+
+def test_every_module_is_reachable_from_nnh_and_warmed_for_kernels():
+    modules = {m.name for m in pkgutil.iter_modules(nnh.__path__) if not m.name.startswith("_")}
+    tools = {"cli", "colab", "grade"}  # command-line tools, not imported by notebooks
+    assert set(_sandbox.NNH_MODULES) == {f"nnh.{m}" for m in modules - tools}
+    for name in nnh.__all__:
+        assert getattr(nnh, name) is not None and name in dir(nnh)
+    assert nnh.training.fit is nnh.training.fit and nnh.set_seed is nnh._tf.set_seed
+    with pytest.raises(AttributeError, match="no attribute 'trainer'"):
+        nnh.trainer  # noqa: B018
