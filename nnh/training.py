@@ -249,7 +249,7 @@ TRAINERS = 8
 """How many compiled stand-ins :func:`trained_in_place_of` keeps, the least recently used
 dropped first (0: every model is trained itself)."""
 
-_trainers: collections.OrderedDict[str, tuple[keras.Model, list[np.ndarray]]] = collections.OrderedDict()
+_trainers: collections.OrderedDict[str, tuple[keras.Model, list[np.ndarray]] | None] = collections.OrderedDict()
 
 
 def _anonymous(value, names: dict[str, str]):
@@ -304,35 +304,46 @@ def _copy_variables(source: list, target: list) -> None:
         t.assign(s)
 
 
+def _new_trainer(model: keras.Model) -> tuple[keras.Model, list[np.ndarray]] | None:
+    """A compiled copy of ``model`` and its optimizer's initial state, or ``None`` if Keras
+    cannot rebuild the model or its compile arguments from their configs."""
+    try:
+        with _random_state_kept():  # cloning draws initial weights and seeds
+            trainer = keras.models.clone_model(model)
+            trainer.compile_from_config(model.get_compile_config())  # also builds the optimizer
+    except Exception:  # noqa: BLE001 - such a model is simply trained itself
+        return None
+    if [(v.shape, v.dtype) for v in trainer.variables] != [(v.shape, v.dtype) for v in model.variables]:
+        return None
+    return trainer, [v.numpy() for v in trainer.optimizer.variables]
+
+
 @contextlib.contextmanager
 def trained_in_place_of(model: keras.Model):
     """Yield a compiled model to train in place of ``model``, then give ``model`` its state.
 
     Keras traces a new training function for every new model: about 2 s on 2 CPU cores,
-    as long as the 60 epochs of a small network take.  A model compiled like an earlier
-    one (the same layers, optimizer, loss and metrics; only the names and the values of
-    the variables may differ) is trained by that earlier model's stand-in instead: the
+    about as long as the 60 epochs of the capstone's baseline network take.  A model
+    compiled like an earlier one (the same layers, optimizer, loss and metrics; only the
+    names and the values of the variables may differ) is trained by that earlier model's
+    stand-in instead: the
     stand-in takes ``model``'s variables (weights and random-seed states) and a fresh
     optimizer state, trains with its traced function, and ``model`` then takes the
     trained variables and the optimizer's state.  The updates are the same operations
     on the same values, so every number is what training ``model`` itself gives (a
-    test checks it).  Any other model is yielded itself.
+    test checks it).  Any other model (already trained, or one Keras cannot rebuild from
+    its config) is yielded itself.  :data:`TRAINERS` stand-ins are kept.
     """
     key = _signature(model) if TRAINERS > 0 else None
-    if key is None:
-        yield model
-        return
-    if key in _trainers:
-        _trainers.move_to_end(key)
-        trainer, initial = _trainers[key]
-    else:
-        with _random_state_kept():  # cloning draws initial weights and seeds
-            trainer = keras.models.clone_model(model)
-            trainer.compile_from_config(model.get_compile_config())  # also builds the optimizer
-        initial = [v.numpy() for v in trainer.optimizer.variables]
-        _trainers[key] = trainer, initial
+    if key is not None and key not in _trainers:
+        _trainers[key] = _new_trainer(model)
         while len(_trainers) > TRAINERS:
             _trainers.popitem(last=False)
+    if key is None or _trainers[key] is None:
+        yield model
+        return
+    _trainers.move_to_end(key)
+    trainer, initial = _trainers[key]
     _copy_variables(model.variables, trainer.variables)
     _copy_variables(initial, trainer.optimizer.variables)
     try:

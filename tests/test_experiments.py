@@ -223,6 +223,23 @@ def test_a_stand_in_trains_exactly_as_the_model_itself(trainer, monkeypatch):
     assert accuracy == pytest.approx(again[0].test_accuracy, abs=1e-6)
 
 
+def test_a_model_without_a_stand_in_is_trained_itself():
+    """A model Keras cannot rebuild from its config (a lambda as the loss) or one already
+    trained is yielded itself; a plain one gets a stand-in."""
+    from nnh import models, training
+
+    model = models.mlp(hidden=(8,))
+    model.compile(optimizer="sgd", loss=lambda y, p: keras.losses.sparse_categorical_crossentropy(y, p))
+    with training.trained_in_place_of(model) as trainer:
+        assert trainer is model
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    with training.trained_in_place_of(model) as trainer:
+        assert trainer is not model and trainer.optimizer is not model.optimizer
+    assert model.optimizer.built  # it took the stand-in's optimizer state: now it is trained
+    with training.trained_in_place_of(model) as trainer:
+        assert trainer is model
+
+
 @pytest.mark.parametrize("options", [{}, {"dropout": 0.5}, {"batch_norm": True}])
 def test_eager_predictions_are_what_keras_predict_and_evaluate_give(options):
     """nnh.training.predict (no traced function) in place of Model.predict / Model.evaluate:
