@@ -7,6 +7,7 @@ import contextlib
 import json
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -268,7 +269,9 @@ def _signature(model: keras.Model) -> str | None:
     if not model.compiled or model.train_function is not None or model.optimizer.built or not model.built:
         return None
     try:
-        compile_config = model.get_compile_config()
+        with warnings.catch_warnings():  # Keras warns when it serializes a lambda
+            warnings.simplefilter("ignore")
+            compile_config = model.get_compile_config()
         compile_config["optimizer"]["config"].pop("name")  # a unique name per optimizer object
         names = {layer.name: f"layer {i}" for i, layer in enumerate(model._flatten_layers(include_self=True))}
         architecture = json.loads(model.to_json())

@@ -228,10 +228,14 @@ def test_a_model_without_a_stand_in_is_trained_itself():
     trained is yielded itself; a plain one gets a stand-in."""
     from nnh import models, training
 
+    import warnings
+
     model = models.mlp(hidden=(8,))
     model.compile(optimizer="sgd", loss=lambda y, p: keras.losses.sparse_categorical_crossentropy(y, p))
-    with training.trained_in_place_of(model) as trainer:
-        assert trainer is model
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and silently: a notebook would show a warning
+        with training.trained_in_place_of(model) as trainer:
+            assert trainer is model
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     with training.trained_in_place_of(model) as trainer:
         assert trainer is not model and trainer.optimizer is not model.optimizer
