@@ -48,12 +48,38 @@ class LearningRateLogger(keras.callbacks.Callback):
         done = int(optimizer.iterations.numpy())
         schedule = getattr(optimizer, "_learning_rate", None)  # Keras 3 keeps the schedule here
         if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
-            self.rates += [float(schedule(step)) for step in range(self._logged, done)]
+            self.rates += _schedule_rates(schedule, self._logged, done)
         else:
             rate = float(optimizer.learning_rate.numpy())
             self.rates += [rate] * (done - self._logged)
         self._logged = done
 
+
+
+_RATES: dict[str, dict[int, float]] = {}
+"""Rates of the schedules :func:`_schedule_rates` has evaluated: configuration → step → rate."""
+
+
+def _schedule_rates(schedule, start: int, stop: int) -> list[float]:
+    """``[float(schedule(step)) for step in range(start, stop)]``, each step evaluated once per
+    configuration of Keras' and nnh's schedules (pure functions of the step and their
+    configuration): the eager evaluation costs a few milliseconds a step, more than the
+    training step of a small network."""
+    cls = type(schedule)
+    pure = cls.__module__.startswith(("keras.", "nnh."))
+    try:
+        key = f"{cls.__module__}.{cls.__qualname__}{json.dumps(schedule.get_config(), sort_keys=True)}" if pure else None
+    except (TypeError, ValueError, NotImplementedError):
+        key = None
+    if key is None:
+        return [float(schedule(step)) for step in range(start, stop)]
+    if key not in _RATES and len(_RATES) >= 64:
+        _RATES.clear()
+    known = _RATES.setdefault(key, {})
+    for step in range(start, stop):
+        if step not in known:
+            known[step] = float(schedule(step))
+    return [known[step] for step in range(start, stop)]
 
 @dataclass
 class RunResult:

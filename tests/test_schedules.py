@@ -619,6 +619,37 @@ def test_logger_records_every_update_with_several_updates_per_call(steps_per_exe
     np.testing.assert_allclose(logger.rates, [reference_lr(i) for i in range(15)], rtol=1e-6)
 
 
+
+def test_logger_evaluates_each_step_of_a_library_schedule_once_and_a_custom_one_every_time():
+    """The logger remembers the rates of Keras' and nnh's schedules (pure functions of the
+    step and their configuration) per configuration; any other schedule is called at every
+    step of every fit, as it may keep state."""
+    from nnh import training
+
+    class Counting(keras.optimizers.schedules.LearningRateSchedule):
+        calls = 0
+
+        def __call__(self, step):
+            Counting.calls += 1
+            return 0.1 / (1.0 + Counting.calls)  # stateful: a cached rate would be wrong
+
+        def get_config(self):
+            return {}
+
+    x, y = tiny_data(5)
+    for schedule in (WarmupCosine(**FIT_CONFIG), WarmupCosine(**FIT_CONFIG), Counting(), Counting()):
+        keras.utils.set_random_seed(0)
+        model = tiny_model(schedule)
+        logger = LearningRateLogger()
+        model.fit(x, y, batch_size=BATCH, epochs=3, shuffle=False, verbose=0, callbacks=[logger])
+        if isinstance(schedule, WarmupCosine):
+            assert logger.rates == [float(schedule(i)) for i in range(15)]
+        else:
+            assert len(set(logger.rates)) == 15  # every call gave a new rate
+    key = next(k for k in training._RATES if "WarmupCosine" in k)
+    assert sorted(training._RATES[key]) == list(range(15))
+    assert not any("Counting" in k for k in training._RATES)
+
 def test_logger_records_a_constant_rate_changed_between_epochs():
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
