@@ -620,11 +620,13 @@ def test_logger_records_every_update_with_several_updates_per_call(steps_per_exe
 
 
 
-def test_logger_evaluates_each_step_of_a_library_schedule_once_and_a_custom_one_every_time():
+def test_logger_evaluates_each_step_of_a_library_schedule_once_and_a_custom_one_every_time(monkeypatch):
     """The logger remembers the rates of Keras' and nnh's schedules (pure functions of the
     step and their configuration) per configuration; any other schedule is called at every
     step of every fit, as it may keep state."""
     from nnh import training
+
+    monkeypatch.setattr(training, "_RATES", {})  # what earlier tests evaluated is forgotten
 
     class Counting(keras.optimizers.schedules.LearningRateSchedule):
         calls = 0
