@@ -47,14 +47,11 @@ def _stderr_fd_silenced():
 
 def configure_tensorflow() -> None:
     """Set the quiet environment and import TensorFlow without log noise."""
-    for key, value in QUIET_ENV.items():
-        os.environ.setdefault(key, value)
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    if "tensorflow" not in sys.modules:
-        with _stderr_fd_silenced():
-            import tensorflow  # noqa: F401
-    import tensorflow
+    quiet_tensorflow_on_import()
+    import tensorflow  # noqa: F401  (through the quiet finder, unless it was loaded before)
 
+
+def _log_errors_only(tensorflow) -> None:
     # Python-side TensorFlow warnings (e.g. "tf.function retracing") are log
     # records of the "tensorflow" logger; keep errors only.
     tensorflow.get_logger().setLevel("ERROR")
@@ -62,7 +59,7 @@ def configure_tensorflow() -> None:
 
 class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
     """Finds ``tensorflow`` like the normal path finder, but executes it with fd 2 silenced
-    and then applies :func:`configure_tensorflow`'s logger setting.  It removes itself from
+    and then keeps only its error log records.  It removes itself from
     ``sys.meta_path`` once TensorFlow is loaded."""
 
     def find_spec(self, fullname, path, target=None):
@@ -85,7 +82,7 @@ class _QuietLoader(importlib.abc.Loader):
         _remove_finder()
         with _stderr_fd_silenced():
             self._loader.exec_module(module)
-        module.get_logger().setLevel("ERROR")
+        _log_errors_only(module)
 
 
 def _remove_finder() -> None:
@@ -94,12 +91,12 @@ def _remove_finder() -> None:
 
 def quiet_tensorflow_on_import() -> None:
     """Set the quiet environment now, and make the first import of TensorFlow, by whatever
-    code, as quiet as :func:`configure_tensorflow` (which it does not import yet)."""
+    code, silent (without importing it: :func:`configure_tensorflow` does)."""
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     if "tensorflow" in sys.modules:
-        configure_tensorflow()
+        _log_errors_only(sys.modules["tensorflow"])
     elif not any(isinstance(f, _QuietTensorFlowFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorFlowFinder())
 

@@ -55,7 +55,6 @@ class LearningRateLogger(keras.callbacks.Callback):
         self._logged = done
 
 
-
 _RATES: dict[str, dict[int, float]] = {}
 """Rates of the schedules :func:`_schedule_rates` has evaluated: configuration → step → rate."""
 
@@ -80,6 +79,7 @@ def _schedule_rates(schedule, start: int, stop: int) -> list[float]:
         if step not in known:
             known[step] = float(schedule(step))
     return [known[step] for step in range(start, stop)]
+
 
 @dataclass
 class RunResult:
@@ -355,10 +355,9 @@ def trained_in_place_of(model: keras.Model):
     about as long as the 60 epochs of the capstone's baseline network take.  A model
     compiled like an earlier one (the same layers, optimizer, loss and metrics; only the
     names and the values of the variables may differ) is trained by that earlier model's
-    stand-in instead: the
-    stand-in takes ``model``'s variables (weights and random-seed states) and a fresh
-    optimizer state, trains with its traced function, and ``model`` then takes the
-    trained variables and the optimizer's state.  The updates are the same operations
+    stand-in instead: the stand-in takes ``model``'s variables (weights and random-seed
+    states) and a fresh optimizer state, trains with its traced function, and ``model``
+    then takes the trained variables and the optimizer's state.  The updates are the same operations
     on the same values, so every number is what training ``model`` itself gives (a
     test checks it).  Any other model (already trained, or one Keras cannot rebuild from
     its config) is yielded itself.  :data:`TRAINERS` stand-ins are kept.

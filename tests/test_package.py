@@ -54,6 +54,7 @@ def test_every_module_is_reachable_from_nnh_and_warmed_for_kernels():
     modules = {m.name for m in pkgutil.iter_modules(nnh.__path__) if not m.name.startswith("_")}
     tools = {"cli", "colab", "grade"}  # command-line tools, not imported by notebooks
     assert set(_sandbox.NNH_MODULES) == {f"nnh.{m}" for m in modules - tools}
+    assert set(nnh._MODULES) == modules - tools  # the lazy list and the zygote's list are the same
     for name in nnh.__all__:
         assert getattr(nnh, name) is not None and name in dir(nnh)
     assert nnh.training.fit is nnh.training.fit and nnh.set_seed is nnh._tf.set_seed
