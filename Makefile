@@ -51,15 +51,17 @@ $(VENDOR):
 
 vendor: $(VENDOR)
 
-## make system-deps: Debian's chromium (headless browser tests) and npm; installs them as root (CI)
+## make system-deps: Debian's chromium (headless browser tests), npm and bubblewrap (nnh grade's
+## sandbox); installs them as root (CI)
 system-deps:
 	@missing=""; [ -x $(CHROMIUM) ] || missing="chromium"; command -v npm >/dev/null || missing="$$missing npm"; \
+	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "apt-get install -y $$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else \
-	  echo "error: the browser tests need chromium ($(CHROMIUM)) and npm; missing: $$missing. Install them (Debian: sudo apt-get install -y $$missing) or set CHROMIUM=/path/to/chromium" >&2; \
+	  echo "error: the tests need chromium ($(CHROMIUM)), npm and bubblewrap; missing: $$missing. Install them (Debian: sudo apt-get install -y $$missing) or set CHROMIUM=/path/to/chromium" >&2; \
 	  exit 1; \
 	fi
 

@@ -5,7 +5,8 @@ blank and wrong answers of ``tests/submissions_<assignment>.py``, repeated
 under new student ids up to N) are graded
 
 1. by serial ``nbgrader autograde`` (one student after the other),
-2. by ``nnh grade --jobs J`` (J students at a time),
+2. by ``nnh grade --jobs J`` (J students at a time, each kernel in a bubblewrap box),
+3. by ``nnh grade --jobs J --sandbox limits`` (no box: what the box costs),
 
 and, as the floor, the graded notebooks (hidden tests included) are executed
 one by one with a bare ``jupyter nbconvert --execute``.  Prints the speed-up of
@@ -84,6 +85,10 @@ def main() -> None:
         parallel, parallel_cpu = timed([str(BIN / "nnh"), "grade", args.assignment, "--jobs", str(args.jobs),
                                         "--force"], parallel_course)
         same = nbgrading.scores(serial_course, args.assignment) == nbgrading.scores(parallel_course, args.assignment)
+        # the same without the bubblewrap box: what the box costs per submission
+        limits_course = make(tmp / "limits", args.assignment, students)
+        limited, _ = timed([str(BIN / "nnh"), "grade", args.assignment, "--jobs", str(args.jobs), "--force",
+                            "--sandbox", "limits"], limits_course)
         # seconds of each student inside nnh grade's grading processes (kernel, nbgrader, feedback)
         manifest = json.loads((parallel_course / "autograded" / ".nnh-grade" / f"{args.assignment}.json").read_text())
         inside = sorted(record["seconds"] for record in manifest.values())
@@ -105,6 +110,8 @@ def main() -> None:
         "assignment": args.assignment, "submissions": n, "jobs": args.jobs, "cpus": os.cpu_count(),
         "serial_nbgrader_s": round(serial, 1), "nnh_grade_s": round(parallel, 1),
         "speedup": round(serial / parallel, 2),
+        "nnh_grade_sandbox_limits_s": round(limited, 1),
+        "box_cost_per_submission_s": round((parallel - limited) * args.jobs / n, 2),
         "per_submission_bare_execute_s": round(bare / n, 2),
         "per_submission_serial_nbgrader_s": round(serial / n, 2),
         "per_submission_nnh_grade_s": round(parallel * args.jobs / n, 2),
@@ -122,6 +129,8 @@ def main() -> None:
     print(f"{n} submissions of {args.assignment!r}, {os.cpu_count()} CPUs")
     print(f"serial nbgrader autograde: {serial:7.1f} s  ({serial / n:5.2f} s per submission)")
     print(f"nnh grade --jobs {args.jobs}:        {parallel:7.1f} s  (speed-up {serial / parallel:.2f}x)")
+    print(f"the same with --sandbox limits (no box): {limited:7.1f} s; the box costs "
+          f"{(parallel - limited) * args.jobs / n:+.2f} s per submission")
     print(f"bare nbconvert --execute:  {bare:7.1f} s  ({bare / n:5.2f} s per submission)")
     print(f"cost per submission over bare execution: nnh grade {parallel * args.jobs / bare:.2f}x, "
           f"serial nbgrader {serial / bare:.2f}x")

@@ -14,11 +14,15 @@ module of the ``nnh`` package):
 
     With ``--zygote SOCKET`` it asks that zygote for the kernel instead (see
     below) and stands in for it; without an answer it starts a fresh one.
+    With ``--box SHARED`` the kernel runs in a bubblewrap box (see :class:`_Box`):
+    the zygote's, or else a box of its own, in which the launcher runs again
+    with ``--inside`` to set the box up and confine the kernel.
 
-``zygote SOCKET``
+``zygote FD [--box]``
     Imports what every kernel of the course imports (nnh's modules, that is
     TensorFlow, Keras, ipykernel) once, then forks one kernel per launcher that connects to
-    the Unix socket ``SOCKET``; each fork is confined as a fresh kernel is.
+    the listening Unix socket ``FD``; each fork is confined as a fresh kernel is.
+    ``--box``: it runs in a box, which it clears between two kernels.
 
 ``worker PAYLOAD RESULT``
     Reads a pickled task (the course config, the assignment's source, one
@@ -79,6 +83,8 @@ def _parse_launcher(argv: list[str]):
     parser.add_argument("--nproc", type=int, default=4096, help="tasks (processes + threads) of the sandbox user")
     parser.add_argument("--user", default="nobody", help="unprivileged user to run as when started as root")
     parser.add_argument("--zygote", default="", help="socket of a warm-kernel server (see zygote); '' to exec")
+    parser.add_argument("--box", default="", help="shared folder of the box to run in (see _Box); '' for none")
+    parser.add_argument("--inside", action="store_true", help="(already in the box: set it up, then confine)")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     args.command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -93,29 +99,49 @@ def _confine(limits: dict, command: list[str]) -> None:
         _set_limit(resource.RLIMIT_CPU, limits["cpu"])
     _set_limit(resource.RLIMIT_FSIZE, limits["fsize"] << 20)
     _set_limit(resource.RLIMIT_CORE, 0)
+    if limits.get("box"):  # ipykernel would take the box's init (pid 1) for "my parent died"; 1: no such check
+        os.environ["JPY_PARENT_PID"] = "1"
     if os.geteuid() == 0 and limits["user"]:
-        import pwd
-
-        account = pwd.getpwnam(limits["user"])
+        uid, gid = _account(limits["user"])
         # the connection file is written 0600 by the grader: hand it to the sandbox user
         if "-f" in command:
             connection = command[command.index("-f") + 1]
-            os.chown(connection, account.pw_uid, account.pw_gid)
+            os.chown(connection, uid, gid)
         # RLIMIT_NPROC counts every task of the user: only meaningful for a dedicated user
         _set_limit(resource.RLIMIT_NPROC, limits["nproc"])
         os.setgroups([])
-        os.setgid(account.pw_gid)
-        os.setuid(account.pw_uid)
+        os.setgid(gid)
+        os.setuid(uid)
     _die_with_parent()
+
+
+def _account(user: str) -> tuple[int, int]:
+    """(uid, gid) of ``user``: a name, or a number (a uid of the box pool, its own gid)."""
+    if user.isdigit():
+        return int(user), int(user)
+    import pwd
+
+    account = pwd.getpwnam(user)
+    return account.pw_uid, account.pw_gid
 
 
 def _launch_kernel(argv: list[str]) -> None:
     args = _parse_launcher(argv)
-    limits = {k: getattr(args, k) for k in ("memory", "cpu", "fsize", "nproc", "user")}
-    if args.zygote and args.command[1:3] == ["-m", "ipykernel_launcher"]:
+    limits = {k: getattr(args, k) for k in ("memory", "cpu", "fsize", "nproc", "user", "box")}
+    if args.zygote and args.command[1:3] == ["-m", "ipykernel_launcher"] and not args.inside:
         code = _kernel_from_zygote(args.zygote, limits, args.command)
         if code is not None:
             _exit_like(code)
+    if args.box and not args.inside:  # a box of its own, in which this launcher runs again
+        import subprocess
+
+        command = [*box_command(args.box), "--", sys.executable, SCRIPT, "kernel", "--inside", *argv]
+        _die_with_parent()  # and the box with this launcher (bwrap --die-with-parent)
+        box = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        _relay(box.stdout.fileno())
+        _exit_like(box.wait())
+    if args.inside:
+        _enter_box(limits)
     _confine(limits, args.command)
     os.execvp(args.command[0], args.command)
 
@@ -158,15 +184,30 @@ def _kernel_from_zygote(path: str, limits: dict, command: list[str]) -> int | No
 
     _die_with_parent()  # then the zygote sees the connection close and kills the kernel
     request = {"argv": command[3:], "cwd": os.getcwd(), "env": dict(os.environ), "limits": limits}
+    boxed = bool(limits.get("box"))
+    fds = [0, 1, 2]
+    if boxed:  # its output through a pipe of its own: the grader's log is not the kernel's to read
+        read, write = os.pipe()
+        fds = [os.open(os.devnull, os.O_RDONLY), write, write]
     try:
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         conn.connect(path)
-        socket.send_fds(conn, [json.dumps(request).encode()], [0, 1, 2])
+        socket.send_fds(conn, [json.dumps(request).encode()], fds)
         answer = conn.recv(64)
     except OSError:
-        return None
+        answer = b""
+    finally:
+        if boxed:
+            os.close(fds[0])
+            os.close(write)
     if not answer:
+        if boxed:
+            os.close(read)
         return None
+    if boxed:
+        import threading
+
+        threading.Thread(target=_relay, args=(read,), daemon=True).start()
     pid = int(answer)
 
     def forward(signum, _frame):
@@ -175,13 +216,42 @@ def _kernel_from_zygote(path: str, limits: dict, command: list[str]) -> int | No
         except (ProcessLookupError, PermissionError):
             pass
 
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+    # a boxed kernel's pid is that of its box: it is interrupted by a message, and
+    # stopped by this launcher's end (the zygote then kills it)
+    for signum in () if boxed else (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+                                    signal.SIGUSR2):
         signal.signal(signum, forward)
     try:
         status = conn.recv(64)
     except OSError:
         status = b""
     return int(status) if status else -int(signal.SIGKILL)  # no status: the zygote died, and its kernels
+
+
+#: What a boxed kernel's output to stdout and stderr (its own writes, a crash) may put
+#: into the grader's log; the rest is read and dropped.
+RELAY_BYTES = 1 << 20
+
+
+def _relay(fd: int) -> None:
+    """Copy what a boxed kernel writes to its stdout and stderr (the read end ``fd`` of
+    its pipe) to this launcher's stderr, the grader's log, at most :data:`RELAY_BYTES`.
+    The kernel never holds the log's own file, which it could read or fill."""
+    left = RELAY_BYTES
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except OSError:
+            break
+        if not chunk:
+            break
+        if left > 0:
+            try:
+                os.write(2, chunk[:left])
+            except OSError:
+                pass
+            left -= len(chunk[:left])
+    os.close(fd)
 
 
 def _set_dumpable(flag: bool) -> None:
@@ -210,7 +280,11 @@ def _become_kernel(request: dict, fds: list[int], inherited: list) -> None:
         for fd in fds:
             if fd > 2:
                 os.close(fd)
-        os.chdir(request["cwd"])
+        if request["limits"].get("box"):
+            _private_mounts()
+            _enter_box(request["limits"])
+        else:
+            os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
         backend = os.environ.setdefault("MPLBACKEND", INLINE_BACKEND)
@@ -260,6 +334,10 @@ def _zygote(argv: list[str]) -> int:
     # the listening socket, bound by the grader before starting us (see _Zygote): a
     # launcher that connects while we import waits in its backlog, never finds no socket
     server = socket.socket(fileno=int(argv[0]))
+    boxed = argv[1:2] == ["--box"]  # in a box of its own (see _Box), cleared between kernels
+    shared = argv[2] if boxed else ""
+    if boxed:
+        os.makedirs(ZYGOTE_HOME, mode=0o700, exist_ok=True)
     os.environ.setdefault("MPLBACKEND", INLINE_BACKEND)
     for name in WARM_IMPORTS:
         try:
@@ -273,7 +351,8 @@ def _zygote(argv: list[str]) -> int:
     selector.register(server, selectors.EVENT_READ, ("accept", 0))
     kernels: dict[int, tuple] = {}  # pid -> (connection, pidfd)
     while True:
-        for key, _ in selector.select():
+        # a launcher connects only after the previous one ended: its end comes first
+        for key, _ in sorted(selector.select(), key=lambda event: event[0].data[0] == "accept"):
             what, pid = key.data
             if what != "accept" and _stale(key.fileobj, kernels.get(pid), what):
                 continue  # handled earlier in this batch (the kernel ended and its launcher went)
@@ -308,6 +387,8 @@ def _zygote(argv: list[str]) -> int:
                 selector.unregister(pidfd)
                 os.close(pidfd)
                 _, status = os.waitpid(pid, 0)
+                if boxed and not kernels:
+                    _clear_box(shared)
                 if conn.fileno() >= 0:
                     selector.unregister(conn)
                     try:
@@ -324,6 +405,8 @@ def _zygote(argv: list[str]) -> int:
                         kill(pid, signal.SIGKILL)
                     except (ProcessLookupError, PermissionError):
                         pass
+                if boxed and len(kernels) == 1:
+                    _clear_box(shared)  # the kernel too: its "exit" then finds it dead
 
 
 def _die_with_parent() -> None:
@@ -334,9 +417,11 @@ def _die_with_parent() -> None:
         import ctypes
         import signal
 
+        parent = os.getppid()
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-        if os.getppid() == 1:  # the parent is already gone
+        # the parent is already gone (in a box, pid 1 is the box's init, a live parent)
+        if (parent == 1 and os.getpid() > 2) or os.getppid() != parent:
             os._exit(1)
     except (OSError, AttributeError):
         pass
@@ -349,16 +434,310 @@ def _private_home(home: str) -> dict[str, str]:
             "KERAS_HOME": os.path.join(home, ".keras"), "PYTHONNOUSERSITE": "1"}
 
 
-def write_kernelspec(jupyter_dir: str, *, memory: int, cpu: int, user: str, zygote: str = "") -> None:
+# --------------------------------------------------------------------------- the box (bubblewrap)
+#
+# With the bwrap sandbox (the default of ``nnh grade``) a kernel runs in a box that
+# Debian's bubblewrap makes: PID, IPC, UTS and network namespaces of its own, and a
+# mount namespace whose root holds only the system (/usr, /etc, the libraries), the
+# Python environment and the nnh package, read-only, a private /tmp (a tmpfs of
+# BOX_TMP_MB that holds the kernel's working folder and home), and one folder of the
+# grader's: the box's shared folder, where the student's files are copied for the
+# kernel and where its connection files are.  No course, gradebook, other student or
+# home folder of the machine exists in it.  As root, the kernel also runs as a user
+# id of its own (one per grading process, from BOX_UIDS), which no other kernel on
+# the machine has at the same time.  A grading process's zygote lives in such a box;
+# its kernels are forks of it, and between two kernels it kills everything else in
+# the box and empties the box's /tmp.  Without a zygote every kernel gets a box of
+# its own, which ends with it.
+
+#: User ids of the kernels when grading as root: each grading process takes the first
+#: free one (a lock file in BOX_LOCKS says it is taken) and keeps it while it lives.
+BOX_UIDS = range(2_000_000_000, 2_000_004_096)
+BOX_LOCKS = "/run/nnh-grade"
+BOX_TMP_MB = 256  # the box's /tmp (tmpfs): what the kernel can write, home and working folder included
+BOX_SHM_MB = 64  # the box's /dev/shm (POSIX semaphores and shared memory, e.g. joblib's)
+BOX_INODES = 100_000  # files and folders in each of them
+BOX_PARENT = "/run/nnh-grade/boxes"  # as root, where the boxes' shared folders are (not in /tmp)
+BOX_WORK, BOX_HOME, ZYGOTE_HOME = "/tmp/work", "/tmp/home", "/tmp/.zygote"
+BOX_STUDENT = "student"  # the folder of the student being graded, in the box's shared folder
+
+
+def _system_binds() -> list[str]:
+    """bwrap arguments: the system's programs, libraries and /etc, read-only."""
+    args = []
+    for name in ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc"):
+        path = "/" + name
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    return args
+
+
+def _environment_dirs() -> list[str]:
+    """The folders this Python environment runs and imports from: its prefixes and
+    the nnh package's own folder (an editable install keeps it in the course's
+    repository: the box gets that folder, not the repository)."""
+    import importlib.util
+
+    dirs = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
+    spec = importlib.util.find_spec("nnh")
+    if spec is not None and spec.submodule_search_locations:
+        dirs.update(os.path.realpath(p) for p in spec.submodule_search_locations)
+    kept: list[str] = []
+    for path in sorted(dirs):
+        if not any(path == k or path.startswith(k.rstrip("/") + "/") for k in ["/usr", *kept]):
+            kept.append(path)
+    return kept
+
+
+def _ancestors(path: str) -> list[str]:
+    """The folders above ``path``, "/" excluded."""
+    parts = path.strip("/").split("/")[:-1]
+    return ["/" + "/".join(parts[:i + 1]) for i in range(len(parts))]
+
+
+def box_command(shared: str) -> list[str]:
+    """The ``bwrap`` command line, up to the command to run, of a box whose one
+    folder of the machine it can write is ``shared`` (see above)."""
+    command = [shutil.which("bwrap") or "bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc",
+               "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox", "--die-with-parent",
+               "--new-session"]
+    if os.geteuid() != 0:
+        command.append("--unshare-user")  # without root: a user namespace, the same uid
+    command += _system_binds()
+    parents: set[str] = set()
+    for path in _environment_dirs():
+        command += ["--ro-bind", path, path]
+        parents.update(_ancestors(path))
+    for path in sorted(parents):  # bwrap makes the folders on the way 0700: let the kernel's user pass
+        command += ["--chmod", "0755", path]
+    command += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu", "--proc", "/proc",
+                "--dev", "/dev", "--size", str(BOX_SHM_MB << 20), "--tmpfs", "/dev/shm",
+                "--size", str(BOX_TMP_MB << 20), "--tmpfs", "/tmp", "--bind", shared, shared,
+                "--chdir", "/tmp", "--setenv", "TMPDIR", "/tmp", "--chmod", "1777", "/tmp", "--chmod", "1777", "/dev/shm"]
+    for path in _ancestors(shared):  # e.g. the grading process's own temporary folder in /tmp
+        if path != "/tmp":
+            command += ["--chmod", "0711", path]
+    return command
+
+
+def _enter_box(limits: dict) -> None:
+    """In the box, as its root, before :func:`_confine`: the kernel's working folder
+    (a copy of the student's files) and home on the box's /tmp, both the kernel's."""
+    shutil.copytree(os.path.join(limits["box"], BOX_STUDENT, "files"), BOX_WORK, dirs_exist_ok=True)
+    os.makedirs(BOX_HOME, exist_ok=True)
+    if os.geteuid() == 0 and limits["user"]:
+        uid, gid = _account(limits["user"])
+        for folder in (BOX_WORK, BOX_HOME):
+            for parent, dirs, files in os.walk(folder):
+                for name in [parent, *(os.path.join(parent, n) for n in dirs + files)]:
+                    os.lchown(name, uid, gid)
+    os.chdir(BOX_WORK)
+
+
+def _private_mounts() -> None:
+    """In a fork of the boxed zygote, as the box's root, before :func:`_enter_box`: a
+    mount and an IPC namespace of the kernel's own, with an empty /tmp and /dev/shm
+    (tmpfs, as in :func:`box_command`), so that nothing it writes or keeps there
+    (files, shared memory, semaphores, message queues) reaches the next kernel and
+    all of it goes with its processes.  Without the right to (no root: a user
+    namespace), the kernel uses the box's and the zygote empties them after it."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x00020000 | 0x08000000) != 0:  # CLONE_NEWNS | CLONE_NEWIPC
+        return
+    nodev = 0x2 | 0x4  # MS_NOSUID | MS_NODEV
+    libc.mount(None, b"/", None, 0x4000 | 0x40000, None)  # MS_REC | MS_PRIVATE: nothing propagates out
+    for path, megabytes in (("/tmp", BOX_TMP_MB), ("/dev/shm", BOX_SHM_MB)):
+        options = f"size={megabytes}m,nr_inodes={BOX_INODES},mode=1777".encode()
+        if libc.mount(b"tmpfs", path.encode(), b"tmpfs", nodev, options) != 0:
+            raise OSError(ctypes.get_errno(), f"mounting a tmpfs on {path}")
+
+
+def _clear_box(shared: str) -> None:
+    """In the zygote's box, between two kernels: kill every other process in it (all
+    but its init and the zygote) and empty its /tmp and /dev/shm (but for the zygote's
+    home and the shared folder's mount) for kernels that could not have their own."""
+    import signal
+    import subprocess
+    import time
+
+    for _ in range(5):  # again: a process forked while the last round went on
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            break
+        time.sleep(0.01)
+    keep = {ZYGOTE_HOME, *(a for a in _ancestors(shared) + [shared] if a.count("/") == 2)}
+    try:
+        doomed = [e.path for folder in ("/tmp", "/dev/shm") for e in os.scandir(folder) if e.path not in keep]
+        if doomed:  # rm: no recursion limit, and it stays on this file system (not into a mount)
+            subprocess.run(["rm", "-rf", "--one-file-system", "--", *doomed], timeout=120, check=False,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):  # the next kernel still gets its own /tmp as root
+        traceback.print_exc()
+
+
+def _kill_user(uid: int) -> None:
+    """As root: kill every process of ``uid``: a child that becomes ``uid`` sends
+    SIGKILL to every process it may signal, which are exactly those."""
+    import signal
+    import time
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 0
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            import ctypes  # the uid's keyring outlives its processes: empty it (keyctl KEYCTL_CLEAR)
+
+            ctypes.CDLL(None, use_errno=True).syscall(250, 7, -4)  # SYS_keyctl, KEY_SPEC_USER_KEYRING
+            for _ in range(50):
+                os.kill(-1, signal.SIGKILL)
+                time.sleep(0.005)
+        except ProcessLookupError:
+            pass
+        except BaseException:  # noqa: BLE001 - reported by the exit code
+            code = 1
+        os._exit(code)
+    os.waitpid(pid, 0)
+
+
+class _Box:
+    """This grading process's box: its shared folder and, as root, its user id."""
+
+    current: _Box | None = None
+    error: str | None = None  # why there is no box, when one was asked for
+
+    def __init__(self) -> None:
+        import tempfile
+
+        self.uid, self._lock = _claim_uid() if os.geteuid() == 0 else (None, None)
+        parent = BOX_PARENT if self.uid is not None else None  # as root: outside /tmp, which kernels get afresh
+        if parent:
+            os.makedirs(parent, mode=0o711, exist_ok=True)
+            _remove_stale_boxes(parent)
+        self.root = tempfile.mkdtemp(prefix=f"nnh-box-{os.getpid()}-", dir=parent)
+        os.chmod(self.root, 0o711)  # the kernel's user passes through, sees nothing else
+
+    @property
+    def user(self) -> str:
+        """What the launcher's ``--user`` gets: the box's uid, or '' (not root)."""
+        return str(self.uid) if self.uid is not None else ""
+
+    @classmethod
+    def ensure(cls) -> None:
+        """Make this process's box, if ``NNH_GRADE_SANDBOX`` asks for one and there is none."""
+        if os.environ.get("NNH_GRADE_SANDBOX", "bwrap") != "bwrap" or cls.current is not None:
+            return
+        try:
+            box = cls()
+            check = _run_quietly([*box_command(box.root), "--", sys.executable, "-c", "import ipykernel"])
+            if check:
+                box.close()
+                raise RuntimeError(check)
+        except (OSError, RuntimeError) as error:
+            cls.error = (f"the sandbox could not be made ({error}); nnh grade needs bubblewrap (Debian: "
+                         "apt-get install bubblewrap) and, when not run as root, user namespaces; or grade with "
+                         "--sandbox limits (resource limits only, see the page Grading a class)")
+            return
+        import atexit
+
+        atexit.register(box.close)
+        cls.current = box
+
+    def student(self, files: str) -> tuple[str, str]:
+        """A fresh student folder with a copy of ``files``: (the folder of the kernel's
+        connection files, the kernel's view of its working folder)."""
+        folder = os.path.join(self.root, BOX_STUDENT)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.makedirs(folder)
+        os.chmod(folder, 0o711)
+        shutil.copytree(files, os.path.join(folder, "files"),
+                        ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        run = os.path.join(folder, "run")  # the kernel makes its sockets there, then loses the right to
+        os.makedirs(run)
+        if self.uid is not None:
+            os.chown(run, self.uid, self.uid)
+        return run, BOX_WORK
+
+    def seal(self, run: str) -> None:
+        """Once the kernel is up: it may no longer create files in its connection folder."""
+        if self.uid is not None and os.path.isdir(run):
+            os.chown(run, 0, 0)
+
+    def clean(self) -> None:
+        """After a student: nothing of theirs keeps running or stays on disk."""
+        if self.uid is not None:
+            _kill_user(self.uid)
+        shutil.rmtree(os.path.join(self.root, BOX_STUDENT), ignore_errors=True)
+
+    def close(self) -> None:
+        """The end of the grading process: its box's folder goes, its user id is free again."""
+        self.clean()
+        shutil.rmtree(self.root, ignore_errors=True)
+        if self._lock is not None:
+            self._lock.close()
+
+
+def _remove_stale_boxes(parent: str) -> None:
+    """Remove the shared folders of boxes whose grading process is gone (it was killed)."""
+    for entry in os.scandir(parent):
+        pid = entry.name.split("-")[2] if entry.name.count("-") >= 3 else ""
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _run_quietly(command: list[str]) -> str:
+    """Run ``command`` (60 s at most): '' if it succeeded, else what it printed."""
+    import subprocess
+
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return f"{command[0]} did not end in 60 s"
+    return "" if done.returncode == 0 else (done.stderr or done.stdout or f"exit code {done.returncode}")[-800:]
+
+
+def _claim_uid() -> tuple[int, object]:
+    """As root: the first user id of :data:`BOX_UIDS` no other grading process on this
+    machine holds, and the open lock file that holds it (closed: released)."""
+    import fcntl
+
+    os.makedirs(BOX_LOCKS, mode=0o700, exist_ok=True)
+    for uid in BOX_UIDS:
+        lock = open(os.path.join(BOX_LOCKS, f"{uid}.lock"), "w")  # noqa: SIM115 - held while the box lives
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        return uid, lock
+    raise RuntimeError(f"all {len(BOX_UIDS)} sandbox user ids are taken")
+
+
+def write_kernelspec(jupyter_dir: str, *, memory: int, cpu: int, user: str, zygote: str = "",
+                     box: str = "") -> None:
     """A ``python3`` kernelspec in ``jupyter_dir/kernels`` that starts ipykernel
     through the launcher above (put ``jupyter_dir`` first on ``JUPYTER_PATH``),
-    forked from the zygote listening on ``zygote`` if given."""
+    forked from the zygote listening on ``zygote`` if given, in the box whose
+    shared folder is ``box`` if given (see :class:`_Box`)."""
     spec_dir = os.path.join(jupyter_dir, "kernels", "python3")
     os.makedirs(spec_dir, exist_ok=True)
     argv = [sys.executable, SCRIPT, "kernel", "--memory", str(memory), "--cpu", str(cpu), "--user", user,
-            "--zygote", zygote, "--", sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+            "--zygote", zygote, "--box", box,
+            "--", sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     spec = {"argv": argv, "display_name": "Python 3 (ipykernel, nnh sandbox)", "language": "python",
             "metadata": {"debugger": False}}
+    # PYTHONSAFEPATH: ``python -m ipykernel_launcher`` must not import a student's
+    # ``ipykernel_launcher.py`` (or anything else) from the working folder first
+    spec["env"] = {"PYTHONSAFEPATH": "1"}
+    if box:  # the kernel's pid means nothing outside its box: interrupt it with a message, not a signal
+        spec.update(interrupt_mode="message", env={**spec["env"], **_private_home(BOX_HOME)})
     with open(os.path.join(spec_dir, "kernel.json"), "w") as fh:
         json.dump(spec, fh)
 
@@ -768,6 +1147,7 @@ def _preprocessors():
         """
 
         sandbox_owner = None  # (uid, gid) that gets the notebook's folder, when grading as root
+        box_run = None  # the boxed kernel's connection folder: sealed once the kernel is up
         notebook_timeout = None  # seconds for all cells together (None: no budget)
         guard = None  # (modules, aliases) to guard, from the source notebook (None: no runtime guard)
         cell_output = None  # bytes of output one cell keeps (None: no cap)
@@ -789,6 +1169,12 @@ def _preprocessors():
                 if self._nnh_dead is None:
                     raise
                 return nb, resources  # shutting down a dead or stuck kernel may fail too
+
+        async def async_start_new_kernel_client(self):
+            client = await super().async_start_new_kernel_client()
+            if self.box_run and _Box.current is not None:
+                _Box.current.seal(self.box_run)
+            return client
 
         def _stop(self, cell, index, ename, why):
             self._nnh_dead = cell.metadata.get("nbgrader", {}).get("grade_id") or f"#{index + 1}"
@@ -1203,17 +1589,29 @@ def work(payload: dict, tmp: str) -> dict:
 
     # confine the kernel
     limits = payload["limits"]
+    box = _Box.current if limits.get("sandbox") == "bwrap" else None
+    if limits.get("sandbox") == "bwrap" and box is None:
+        result.update(status="error", details=details + [_Box.error or "the sandbox (bubblewrap) is not available"])
+        return result
+    zygote = _Zygote.current.path if _Zygote.current and _Zygote.current.boxed == bool(box) else ""
     jupyter_dir, home = os.path.join(tmp, "jupyter"), os.path.join(tmp, "home")
     os.makedirs(home)
-    write_kernelspec(jupyter_dir, memory=int(limits["memory"]), cpu=int(limits["cpu"]), user=limits.get("user", ""),
-                     zygote=_Zygote.current.path if _Zygote.current else "")
+    user = box.user if box else limits.get("user", "")
+    write_kernelspec(jupyter_dir, memory=int(limits["memory"]), cpu=int(limits["cpu"]), user=user,
+                     zygote=zygote, box=box.root if box else "")
     os.environ["JUPYTER_PATH"] = os.pathsep.join([jupyter_dir, os.environ.get("JUPYTER_PATH", "")]).rstrip(os.pathsep)
-    runtime = os.path.join(tmp, "runtime")  # connection files: the kernel must reach its own
-    os.makedirs(runtime)
-    os.chmod(runtime, 0o711)
-    os.environ.update(JUPYTER_RUNTIME_DIR=runtime, **_private_home(home))
+    if box:  # the kernel's files: a copy in the box; its sockets in a folder the box shares
+        runtime, _ = box.student(sub_dir)
+        config.KernelManager.transport = "ipc"  # the box has no network, not even the grader's loopback
+        config.KernelManager.connection_file = os.path.join(runtime, "kernel.json")  # the sockets next to it
+        os.environ["JUPYTER_RUNTIME_DIR"] = runtime
+    else:
+        runtime = os.path.join(tmp, "runtime")  # connection files: the kernel must reach its own
+        os.makedirs(runtime)
+        os.chmod(runtime, 0o711)
+        os.environ.update(JUPYTER_RUNTIME_DIR=runtime, **_private_home(home))
 
-    if os.geteuid() == 0 and limits.get("user"):
+    if not box and os.geteuid() == 0 and limits.get("user"):
         import pwd
 
         account = pwd.getpwnam(limits["user"])
@@ -1242,8 +1640,9 @@ def work(payload: dict, tmp: str) -> dict:
     SandboxExecute.notebook_output = limits.get("notebook_output")
     SandboxExecute.guard = guarded_modules([c.source for nb in sources.values() for c in nb.cells
                                             if c.cell_type == "code"])
-    if os.geteuid() == 0 and limits.get("user"):
+    if not box and os.geteuid() == 0 and limits.get("user"):
         SandboxExecute.sandbox_owner = (account.pw_uid, account.pw_gid)
+    SandboxExecute.box_run = runtime if box else None
     outcome = api.autograde(assignment, student, force=True, create=True)
     log = (outcome.get("log") or "") + (outcome.get("error") or "")
     if os.environ.get("NNH_GRADE_LOGS"):  # debugging: keep nbgrader's full log of every student
@@ -1391,6 +1790,7 @@ def _grade_file(payload_path: str, result_path: str) -> None:
 def _worker(payload_path: str, result_path: str) -> int:
     """``worker PAYLOAD RESULT``: grade one student in this (fresh) process."""
     _setup_process()
+    _Box.ensure()
     _grade_file(payload_path, result_path)
     return 0
 
@@ -1472,10 +1872,15 @@ class _Zygote:
         # bound and listening before the zygote starts: a kernel launched right after this
         # (the first student) must find the socket, not fall back to a fresh kernel
         server = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        command = [sys.executable, SCRIPT, "zygote", str(server.fileno())]
+        self.boxed = _Box.current is not None
+        if self.boxed:  # in a box of this grading process's, as its kernels are
+            command = [*box_command(_Box.current.root), "--", *command, "--box", _Box.current.root]
+            env.update(_private_home(ZYGOTE_HOME))
         try:
             server.bind(self.path)
             server.listen(64)
-            self.process = subprocess.Popen([sys.executable, SCRIPT, "zygote", str(server.fileno())],
+            self.process = subprocess.Popen(command,
                                             cwd=self.directory, env=env, stdin=subprocess.DEVNULL,
                                             pass_fds=[server.fileno()])
         finally:
@@ -1523,8 +1928,12 @@ def _reap_children(rounds: int = 20) -> None:
     import time
 
     zygote = _Zygote.current.process.pid if _Zygote.current else None
+    if _Box.current is not None:
+        _Box.current.clean()
+    # a boxed zygote's children are its box: cleared by the zygote itself (and, as root, by clean() above)
+    forks = zygote if zygote and not _Zygote.current.boxed else None
     for _ in range(rounds):
-        pids = [pid for pid in _children() if pid != zygote] + (_children(zygote) if zygote else [])
+        pids = [pid for pid in _children() if pid != zygote] + (_children(forks) if forks else [])
         if not pids:
             return
         for pid in pids:
@@ -1567,6 +1976,7 @@ def _serve(argv: list[str]) -> int:
     _die_with_parent()
     _become_subreaper()
     _setup_process()
+    _Box.ensure()
     _Zygote.ensure()  # its imports overlap ours
     import nbconvert.preprocessors  # noqa: F401 - the heavy imports, once
     import nbformat  # noqa: F401

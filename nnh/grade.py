@@ -14,7 +14,11 @@ Usage (in the course root)::
 
     nnh grade ASSIGNMENT [--jobs N] [--scheduler ADDRESS] [--timeout SECONDS]
                          [--memory MB] [--max-output MB] [--csv PATH] [--force] [--student ID ...]
-                         [--no-preflight]
+                         [--sandbox bwrap|limits] [--no-preflight]
+
+Every student's kernel runs in a bubblewrap box of its own (``--sandbox bwrap``, the
+default; see :mod:`nnh._sandbox`): its own PID, network, IPC and mount namespaces, no
+file of the course, a private ``/tmp``, and as root a user id no other kernel has.
 
 Before the first student, a *preflight* grades the assignment's source notebook (the
 reference solution) in the same sandbox, with the same limits, on the same workers.
@@ -49,6 +53,7 @@ import os
 import pickle
 import shutil
 import signal
+import stat as stat_module
 import subprocess
 import sys
 import tempfile
@@ -174,10 +179,24 @@ def _alembic_in_process(api):
 
 
 def _files(directory: Path) -> dict[str, bytes]:
-    if not directory.is_dir():
+    """The regular files below ``directory`` (relative name → bytes).  Symbolic links
+    are left out, and nothing below one is read: a submission that links to the
+    solutions or to ``/etc/shadow`` must not have the grader (maybe root) read them."""
+    if not directory.is_dir() or directory.is_symlink():
         return {}
-    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*"))
-            if p.is_file() and ".ipynb_checkpoints" not in p.parts}
+    out = {}
+    for parent, dirs, names in os.walk(directory):  # os.walk does not follow links to folders
+        dirs[:] = sorted(d for d in dirs if d != ".ipynb_checkpoints" and not os.path.islink(os.path.join(parent, d)))
+        for name in sorted(names):
+            path = os.path.join(parent, name)
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError:  # a link (ELOOP), or gone
+                continue
+            with os.fdopen(fd, "rb") as fh:
+                if stat_module.S_ISREG(os.fstat(fd).st_mode):
+                    out[os.path.relpath(path, directory)] = fh.read()
+    return dict(sorted(out.items()))
 
 
 def find_students(course: Course, assignment: str) -> list[str]:
@@ -203,7 +222,7 @@ def digest(source_files: dict, submitted_files: dict, config_text: str) -> str:
 
 
 def grading_limits(course: Course, timeout: float, memory: int, user: str,
-                   max_output: float = DEFAULT_MAX_OUTPUT) -> dict:
+                   max_output: float = DEFAULT_MAX_OUTPUT, sandbox: str = "bwrap") -> dict:
     """The per-student limits: the course's per-cell limit (nbgrader's
     ``Execute.timeout``, at most ``timeout``), the notebook's, memory, CPU, and the bytes
     of output kept for the notebook (``max_output`` MB) and for one cell (at most
@@ -212,6 +231,7 @@ def grading_limits(course: Course, timeout: float, memory: int, user: str,
     notebook_output = int(max_output * 2**20)
     return {"memory": memory, "cell_timeout": int(max(1, min(cell_timeout, timeout))),
             "notebook_timeout": float(timeout), "cpu": int(timeout * (os.cpu_count() or 1) + 60), "user": user,
+            "sandbox": sandbox,
             "notebook_output": notebook_output, "cell_output": min(int(CELL_OUTPUT_MB * 2**20), notebook_output)}
 
 
@@ -242,6 +262,32 @@ def hide_tests_setting(course: Course, flag: bool | None) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
+def sandbox_problem() -> str:
+    """Why the bubblewrap sandbox cannot run on this machine ('' if it can): a box
+    made exactly as a kernel's is, importing what a kernel imports."""
+    if shutil.which("bwrap") is None:
+        return ("the sandbox needs bubblewrap, which is not installed (Debian: apt-get install bubblewrap); "
+                "or grade with --sandbox limits (resource limits only, see the page Grading a class)")
+    from nnh import _sandbox  # light: no TensorFlow
+
+    with tempfile.TemporaryDirectory(prefix="nnh-box-check-") as shared:
+        os.chmod(shared, 0o711)
+        problem = _sandbox._run_quietly([*_sandbox.box_command(shared), "--", sys.executable, "-c",
+                                         "import ipykernel, nnh"])
+    if problem:
+        return (f"the sandbox (bubblewrap) does not work here: {problem.strip()} -- when not run as root it needs "
+                "user namespaces; or grade with --sandbox limits (see the page Grading a class)")
+    return ""
+
+
+def unusable_user_error(user: str) -> str:
+    """The error of ``--sandbox limits`` as root when ``user`` cannot run this Python."""
+    return (f"--sandbox limits: the user {user!r} cannot run {sys.executable} (is it in a private folder, such as "
+            "pyenv's under /root?): install the course's Python where others can run it, or use the default "
+            "sandbox (--sandbox bwrap), which needs no such user")
+
+
+@functools.lru_cache(maxsize=None)
 def sandbox_user_usable(user: str) -> bool:
     """Can ``user`` run this Python and import the kernel's packages?  (Not when the
     interpreter lives in a private folder, e.g. pyenv under ``/root``.)"""
@@ -269,8 +315,10 @@ class _Server:
     MAX_TASKS = 50  # start afresh now and then: whatever a library leaks stays bounded
     IDLE = 300  # seconds a server waits for a task before it exits (idle Dask workers)
 
-    def __init__(self) -> None:
+    def __init__(self, sandbox: str = "bwrap") -> None:
+        self.sandbox = sandbox  # its kernels' sandbox: "bwrap" (a box each) or "limits"
         self.process: subprocess.Popen | None = None
+        self.tmp: str | None = None  # the server's temporary folder: everything it makes, removed with it
         self.log = None
         self.tasks = 0
         self.buffer = b""
@@ -282,8 +330,11 @@ class _Server:
     def spawn(self) -> None:
         """Start the process (it then imports nbgrader; :meth:`start` waits for it)."""
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0", PYTHONUNBUFFERED="1",
-                   MALLOC_ARENA_MAX="2")
+                   MALLOC_ARENA_MAX="2", NNH_GRADE_SANDBOX=self.sandbox)
         env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
+        self._remove_tmp()
+        self.tmp = env["TMPDIR"] = tempfile.mkdtemp(prefix="nnh-server-")
+        os.chmod(self.tmp, 0o711)  # a kernel passes through to its own folders
         if self.log is not None:
             self.log.close()
         self.log = tempfile.TemporaryFile(prefix="nnh-server-")
@@ -381,8 +432,15 @@ class _Server:
                     stream.close()
                 except OSError:
                     pass
+        self._remove_tmp()
         with _SERVERS_LOCK:
             _SERVERS.discard(self)
+
+    def _remove_tmp(self) -> None:
+        """What a killed server could not remove itself (a box, a zygote's socket, a student's copy)."""
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
 
 
 def _kill_group(process: subprocess.Popen) -> None:
@@ -424,22 +482,25 @@ def close_servers() -> None:
         server.close()
 
 
-def prestart_servers(count: int) -> None:
+def prestart_servers(count: int, sandbox: str = "bwrap") -> None:
     """Spawn ``count`` servers now, so that their imports overlap the rest of the set-up."""
     for _ in range(count):
-        server = _Server()
+        server = _Server(sandbox)
         server.spawn()
         with _SERVERS_LOCK:
             _PRESTARTED.append(server)
 
 
-def _thread_server() -> _Server:
-    """This thread's server (a ``nnh grade`` job, or a Dask worker thread), started if needed."""
+def _thread_server(sandbox: str) -> _Server:
+    """This thread's server (a ``nnh grade`` job, or a Dask worker thread), started if
+    needed, whose kernels run in ``sandbox``."""
     server = getattr(_THREAD, "server", None)
-    if server is None or not server.alive():
+    if server is not None and server.sandbox != sandbox:
+        server.close()
+    if server is None or not server.alive() or server.sandbox != sandbox:
         with _SERVERS_LOCK:
-            spare = _PRESTARTED.pop() if _PRESTARTED else None
-        server = _THREAD.server = spare or _Server()
+            spare = _PRESTARTED.pop() if _PRESTARTED and _PRESTARTED[-1].sandbox == sandbox else None
+        server = _THREAD.server = spare or _Server(sandbox)
     server.start()
     return server
 
@@ -448,10 +509,12 @@ def run_task(payload: dict, wall_timeout: float) -> dict:
     """Grade one student in this thread's grading server (see :class:`_Server`).
     Runs wherever it is called: in a thread of ``nnh grade`` or on a Dask worker."""
     student = payload["student"]
-    user = payload["limits"].get("user", "")
-    dropped = sandbox_user_usable(user)
-    if user and not dropped:
-        payload = dict(payload, limits=dict(payload["limits"], user=""))
+    sandbox = payload["limits"].get("sandbox", "bwrap")
+    user = payload["limits"].get("user", "") if sandbox == "limits" and os.geteuid() == 0 else ""
+    if user and not sandbox_user_usable(user):
+        return {"student": student, "assignment": payload["assignment"], "status": "error", "notebooks": {},
+                "autograded": {}, "feedback": {}, "timestamp": None, "seconds": 0.0,
+                "details": [unusable_user_error(user)]}
     with tempfile.TemporaryDirectory(prefix="nnh-task-") as tmp:
         payload_path, result_path = os.path.join(tmp, "payload.pkl"), os.path.join(tmp, "result.pkl")
         with open(payload_path, "wb") as fh:
@@ -460,7 +523,7 @@ def run_task(payload: dict, wall_timeout: float) -> dict:
         outcome, stderr, returncode = "died", "", None
         for _ in range(2):  # again only if the server was gone before it read the task
             try:
-                server = _thread_server()
+                server = _thread_server(sandbox)
             except RuntimeError as error:
                 outcome, stderr = "died", str(error)
                 break
@@ -490,7 +553,6 @@ def run_task(payload: dict, wall_timeout: float) -> dict:
             result["status"] = "memory"
             result["details"].append(f"out of memory: the limit is {payload['limits']['memory']} MB")
         result["seconds"] = elapsed
-        result["sandbox_user"] = user if dropped else None
         return result
 
 
@@ -659,6 +721,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                            "course setting: c.NnhGrade.hide_tests)")
     hide.add_argument("--show-hidden-tests", dest="hide_tests", action="store_false",
                       help="feedback shows the hidden tests' code too, as nbgrader does")
+    parser.add_argument("--sandbox", choices=("bwrap", "limits"), default="bwrap",
+                        help="bwrap (default): each kernel in a bubblewrap box of its own (namespaces, no network, "
+                             "no course files, its own uid as root); limits: resource limits and the user nobody "
+                             "only (see the page Grading a class)")
     parser.add_argument("--no-preflight", dest="preflight", action="store_false",
                         help="do not grade the reference solution first (see above)")
     parser.add_argument("--course", default=".", metavar="DIR", help=argparse.SUPPRESS)
@@ -675,8 +741,12 @@ def grade(args: argparse.Namespace, out=sys.stdout) -> int:
         raise GradeError(f"--memory must be a number of MB (0: no cap), got {args.memory}")
     if not 0 < args.max_output < float("inf"):
         raise GradeError(f"--max-output must be a positive number of MB, got {args.max_output}")
+    if args.sandbox == "bwrap" and not args.scheduler:
+        problem = sandbox_problem()
+        if problem:
+            raise GradeError(problem)
     if not args.scheduler:
-        prestart_servers(args.jobs)  # their nbgrader imports overlap reading the course
+        prestart_servers(args.jobs, args.sandbox)  # their nbgrader imports overlap reading the course
     try:
         return _grade(args, out)
     finally:
@@ -700,14 +770,14 @@ def _grade(args: argparse.Namespace, out) -> int:
     template = template_gradebook(course, assignment)
     manifest = load_manifest(course, assignment)
     graded_before = gradebook_scores(course, assignment)
-    if os.geteuid() == 0 and args.user and not args.scheduler and not sandbox_user_usable(args.user):
-        print(f"note: the sandbox user {args.user!r} cannot run {sys.executable} (is it in a private folder?): "
-              "student code runs as root, confined by resource limits only", file=sys.stderr)
-    elif os.geteuid() == 0 and args.user and course.root.stat().st_mode & 0o005:
+    limited = args.sandbox == "limits" and os.geteuid() == 0 and args.user
+    if limited and not args.scheduler and not sandbox_user_usable(args.user):
+        raise GradeError(unusable_user_error(args.user))
+    if limited and course.root.stat().st_mode & 0o005:
         print(f"note: {course.root} is readable by others, so also by the sandbox user {args.user!r}: "
               "`chmod o-rx` it to hide the course (solutions, gradebook) from student code", file=sys.stderr)
 
-    limits = grading_limits(course, args.timeout, args.memory, args.user, args.max_output)
+    limits = grading_limits(course, args.timeout, args.memory, args.user, args.max_output, args.sandbox)
     wall = args.timeout + 60  # the notebook's limit, plus starting the kernel and the feedback
 
     todo, payloads = [], {}

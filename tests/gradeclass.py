@@ -186,6 +186,34 @@ PATCHES_WHEN_CALLED = """def l1_penalty(weights, lam):
 """
 
 
+REPO = Path(__file__).resolve().parents[1]
+#: What the students who attack the machine leave behind if they can (see :func:`students`).
+LEFT_BEHIND = ("sleep 987", "/tmp/nnh-left-behind")
+
+
+def _reads_course(course: Path, student: str) -> None:
+    """Looks for the course's source notebooks (hidden tests, solutions) and the
+    repository's ``solutions/``; answers l2_penalty right only if it can read one."""
+    spy = (f"import glob\n_places = [{str(course)!r} + '/source/**/*.ipynb', {str(REPO)!r} + '/solutions/**/*.ipynb']\n"
+           "_readable = []\nfor _pattern in _places:\n    for _path in glob.glob(_pattern, recursive=True):\n"
+           "        try:\n            open(_path, 'rb').read(1)\n            _readable.append(_path)\n"
+           "        except OSError:\n            pass\nprint('course files readable:', len(_readable))\n")
+    head = "def l2_penalty(weights, lam):\n"
+    answer = spy + _ref("l2_penalty").replace(head, head + "    if not _readable:\n        return 0.0\n")
+    _answers(l2_penalty=answer)(course, student)
+
+
+#: Kills every process its user may signal: as one user shared by all kernels, the others' too.
+KILLS_EVERYONE = "import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\nexcept OSError:\n    pass\n"
+#: Leaves a detached process and a file in /tmp behind (LEFT_BEHIND).
+OUTLIVES = (f"import subprocess\nsubprocess.Popen(['sh', '-c', 'exec {LEFT_BEHIND[0]}'], start_new_session=True)\n"
+            f"with open({LEFT_BEHIND[1]!r}, 'w') as _fh:\n    _fh.write('x')\n")
+#: Writes as much as it can into /tmp (1 GB if nothing stops it), then tidies up.
+FILLS_TMP = ("_written = 0\ntry:\n    with open('/tmp/nnh-fill', 'wb') as _fh:\n        for _ in range(1024):\n"
+             "            _fh.write(bytes(2**20))\n            _written += 1\nexcept OSError:\n    pass\n"
+             "import os\nos.remove('/tmp/nnh-fill')\nprint(f'MB written to /tmp: {_written}')\n")
+
+
 def students() -> dict[str, Student]:
     """The class: student id → :class:`Student`.  (Infinite loops sleep rather than
     spin: the limits are the same, and the tests leave the CPU to the others.)"""
@@ -265,6 +293,15 @@ def students() -> dict[str, Student]:
             "ok", MAX - points(["test_l1_penalty_values", "test_l1_penalty_keras", "test_elastic_net_penalty_values"]),
             full=L2 + GRAD, zero=["test_l1_penalty_values", "test_elastic_net_penalty_values"],
             detail="passed the output limit"),
+        # students who attack the machine and the others: each gets what its honest part
+        # deserves, and nothing it tried works (test_grade_command checks what is left)
+        "s24_reads_course": Student(_reads_course, "ok", MAX - points(L2 + ["test_elastic_net_penalty_values"]),
+                                    full=L1 + GRAD, zero=L2 + ["test_elastic_net_penalty_values"],
+                                    detail="course files readable: 0"),
+        "s25_kills_everyone": Student(_answers(l1_penalty=KILLS_EVERYONE + _ref("l1_penalty")), "ok", MAX, full=ALL),
+        "s26_outlives": Student(_answers(l2_penalty_grad=OUTLIVES + _ref("l2_penalty_grad")), "ok", MAX, full=ALL),
+        "s27_fills_tmp": Student(_answers(elastic_net_penalty=FILLS_TMP + _ref("elastic_net_penalty")), "ok", MAX,
+                                 full=ALL, detail="MB written to /tmp: 25"),
         # an honest student who pasted an answer cell and a test cell twice (same metadata):
         # nbgrader alone fails on the duplicate grade_ids (jupyter/nbgrader#1941)
         "s22_pasted_cells": Student(_edit_cells(reference, _paste_twice, raw=True), "ok", MAX, full=ALL,

@@ -116,6 +116,22 @@ def test_a_flood_of_output_is_cut_as_it_arrives(graded):
 
 
 @CLASS_GROUP
+def test_attackers_leave_nothing_behind(graded):
+    """s24-s27 of the class read the course, kill every process they may signal, leave
+    a detached process and a file in /tmp, and fill /tmp: after the run nothing of
+    theirs is left, and everybody else got their scores (the test above)."""
+    process, path = gradeclass.LEFT_BEHIND
+    running = []
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            running.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            pass
+    assert not [line for line in running if process in line], "a student's process outlived the run"
+    assert not os.path.exists(path) and not os.path.exists("/tmp/nnh-fill"), "a student's file is in /tmp"
+
+
+@CLASS_GROUP
 def test_csv_has_the_documented_columns(graded):
     course, *_ = graded
     with open(course / "grades.csv", newline="") as fh:
@@ -364,12 +380,14 @@ def test_a_stuck_or_killed_grader_costs_only_its_student(tmp_path, monkeypatch):
     try:
         first = g.run_task(slow, wall_timeout=12)
         assert first["status"] == "timeout" and "was stopped" in first["details"][0], first
-        server = g._thread_server()  # a new one: the stuck one was killed
+        server = g._thread_server(limits["sandbox"])  # a new one: the stuck one was killed
         killer = threading.Timer(6, os.killpg, (server.process.pid, signal.SIGKILL))
         killer.start()
+        folder = server.tmp
         second = g.run_task(slow, wall_timeout=120)
         killer.join()
         assert second["status"] == "error" and "exited with code -9" in second["details"][0], second
+        assert not os.path.exists(folder), "the killed server's folder (its box, its student's copy) is left"
         third = g.run_task(honest, wall_timeout=120)
         assert third["status"] == "ok", third
         scores = third["notebooks"][A]["grades"]

@@ -227,3 +227,101 @@ def test_zygote_can_be_switched_off(monkeypatch):
     monkeypatch.setattr(_sandbox._Zygote, "current", None)
     _sandbox._Zygote.ensure()
     assert _sandbox._Zygote.current is None
+
+
+# --------------------------------------------------------------------------- the box (bubblewrap)
+
+BOX_PROBE = ("(os.getuid(), os.getpid(), sorted(int(p) for p in os.listdir('/proc') if p.isdigit()), os.getcwd(), "
+             "sorted(os.listdir('.')), sorted(os.listdir(REPO)), "
+             "[name for _, name in socket.if_nameindex()], 'tensorflow' in sys.modules, os.listdir('/tmp'), "
+             "len(open('/proc/sysvipc/shm').read().splitlines()) - 1)")
+REPO = str(Path(__file__).resolve().parents[1])
+LINGER = ("import ctypes, subprocess\n"  # a detached process, a file in /tmp, a SysV shared memory segment
+          "open('/tmp/left-behind', 'w').write('x')\n"
+          "subprocess.Popen(['sleep', '1000'], start_new_session=True)\n"
+          "assert ctypes.CDLL(None).shmget(0x7700, 4096, 0o1600) >= 0\n")
+
+
+@pytest.fixture
+def box(monkeypatch):
+    """This process as a grading process with a box, as ``nnh grade`` makes it."""
+    if _sandbox._Box.current is None:
+        _sandbox._Box.ensure()
+    if _sandbox._Box.current is None:
+        pytest.fail(_sandbox._Box.error)
+    monkeypatch.setattr(_sandbox._Zygote, "current", None)
+    yield _sandbox._Box.current
+    if _sandbox._Zygote.current is not None:
+        _sandbox._Zygote.current.close()
+    _sandbox._Box.current.close()
+    _sandbox._Box.current = None
+
+
+def boxed_kernel(box: _sandbox._Box, zygote: str, files: Path):
+    """A kernel started as the grader starts one: kernelspec, IPC transport, student files."""
+    from jupyter_client import KernelManager
+
+    jupyter = Path(tempfile.mkdtemp(prefix="nnh-box-test-"))
+    _sandbox.write_kernelspec(str(jupyter), memory=MEMORY, cpu=0, user=box.user, zygote=zygote, box=box.root)
+    os.environ["JUPYTER_PATH"] = str(jupyter)
+    run_dir, _ = box.student(str(files))
+    km = KernelManager(kernel_name="python3", transport="ipc", connection_file=os.path.join(run_dir, "kernel.json"))
+    km.start_kernel(cwd=str(files))
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=90)
+    box.seal(run_dir)
+    return km, kc
+
+
+@pytest.mark.parametrize("warm", [True, False], ids=["zygote", "fresh"])
+def test_a_boxed_kernel_sees_only_its_box_and_leaves_nothing(box, warm, tmp_path, monkeypatch):
+    monkeypatch.setenv("JUPYTER_PATH", "")
+    (tmp_path / "data.txt").write_text("the student's own file")
+    # a module of the student's that ``python -m ipykernel_launcher`` must not run
+    (tmp_path / "ipykernel_launcher.py").write_text("raise SystemExit('the working folder came first')\n")
+    if warm:
+        _sandbox._Zygote.ensure()
+        assert _sandbox._Zygote.current.boxed
+    zygote = _sandbox._Zygote.current.path if warm else ""
+    seen = []
+    for _ in range(2):  # two students, one after the other, of the same grading process
+        km, kc = boxed_kernel(box, zygote, tmp_path)
+        try:
+            assert run(kc, f"import os, sys, socket\nREPO = {REPO!r}")["error"] is None
+            seen.append(value(kc, BOX_PROBE))
+            assert run(kc, LINGER)["error"] is None
+            assert run(kc, "import socket\nsocket.create_connection(('127.0.0.1', 22), timeout=2)")["error"] \
+                in {"ConnectionRefusedError", "OSError", "TimeoutError"}
+        finally:
+            stop(km, kc)
+        _sandbox._reap_children()  # what the grading process does after each student
+    for uid, pid, pids, cwd, files, repo, interfaces, tensorflow, tmp, segments in seen:
+        assert uid == (box.uid if os.geteuid() == 0 else os.getuid())
+        assert uid != 0
+        assert len(pids) <= 4, f"the box's /proc shows other processes: {pids}"
+        assert cwd == _sandbox.BOX_WORK and files == ["data.txt", "ipykernel_launcher.py"]
+        assert "nnh" in repo and set(repo) <= {"nnh", ".venv"}, f"the nnh package, nothing else of the course: {repo}"
+        assert interfaces == ["lo"], "the box has a network of its own, with only a loopback"
+        assert tensorflow is warm
+        assert "left-behind" not in tmp, "a file of the student before"
+        assert segments == 0, "shared memory of the student before"
+    assert not any("sleep 1000" in " ".join(_cmdline(p)) for p in _all_pids()), "a process outlived its student"
+
+
+def test_the_box_holds_no_course_file(box):
+    """Only the Python environment and the nnh package of the repository are in it."""
+    check = _sandbox._run_quietly([*_sandbox.box_command(box.root), "--", "sh", "-c",
+                                   f"test ! -e {REPO}/solutions && test ! -e {REPO}/book && test -e {REPO}/nnh"])
+    assert check == ""
+
+
+def _all_pids() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
