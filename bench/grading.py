@@ -88,7 +88,7 @@ def main() -> None:
         # the same without the bubblewrap box: what the box costs per submission
         limits_course = make(tmp / "limits", args.assignment, students)
         limited, _ = timed([str(BIN / "nnh"), "grade", args.assignment, "--jobs", str(args.jobs), "--force",
-                            "--sandbox", "limits"], limits_course)
+                            "--sandbox", "limits", "--user", ""], limits_course)
         # seconds of each student inside nnh grade's grading processes (kernel, nbgrader, feedback)
         manifest = json.loads((parallel_course / "autograded" / ".nnh-grade" / f"{args.assignment}.json").read_text())
         inside = sorted(record["seconds"] for record in manifest.values())

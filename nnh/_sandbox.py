@@ -137,7 +137,8 @@ def _launch_kernel(argv: list[str]) -> None:
 
         command = [*box_command(args.box), "--", sys.executable, SCRIPT, "kernel", "--inside", *argv]
         _die_with_parent()  # and the box with this launcher (bwrap --die-with-parent)
-        box = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        box = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env=_kernel_environment(dict(os.environ)))
         _relay(box.stdout.fileno())
         _exit_like(box.wait())
     if args.inside:
@@ -183,8 +184,9 @@ def _kernel_from_zygote(path: str, limits: dict, command: list[str]) -> int | No
     import socket
 
     _die_with_parent()  # then the zygote sees the connection close and kills the kernel
-    request = {"argv": command[3:], "cwd": os.getcwd(), "env": dict(os.environ), "limits": limits}
     boxed = bool(limits.get("box"))
+    request = {"argv": command[3:], "cwd": os.getcwd(), "limits": limits,
+               "env": _kernel_environment(dict(os.environ)) if boxed else dict(os.environ)}
     fds = [0, 1, 2]
     if boxed:  # its output through a pipe of its own: the grader's log is not the kernel's to read
         read, write = os.pipe()
@@ -593,9 +595,7 @@ def _kill_user(uid: int) -> None:
             os.setgroups([])
             os.setgid(uid)
             os.setuid(uid)
-            import ctypes  # the uid's keyring outlives its processes: empty it (keyctl KEYCTL_CLEAR)
-
-            ctypes.CDLL(None, use_errno=True).syscall(250, 7, -4)  # SYS_keyctl, KEY_SPEC_USER_KEYRING
+            _clear_keyrings()
             for _ in range(50):
                 os.kill(-1, signal.SIGKILL)
                 time.sleep(0.005)
@@ -605,6 +605,38 @@ def _kill_user(uid: int) -> None:
             code = 1
         os._exit(code)
     os.waitpid(pid, 0)
+
+
+def _clear_keyrings() -> None:
+    """As the box's uid: empty the keyrings that outlive its processes (keyctl(2)): the
+    persistent keyring, the user-session keyring and the user keyring."""
+    import ctypes
+
+    sys_keyctl = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine)  # SYS_keyctl
+    if sys_keyctl is None:
+        return
+    keyctl = ctypes.CDLL(None, use_errno=True).syscall
+    clear, get_persistent = 7, 22  # KEYCTL_CLEAR, KEYCTL_GET_PERSISTENT
+    user_session, user = -5, -4  # KEY_SPEC_USER_SESSION_KEYRING, KEY_SPEC_USER_KEYRING
+    persistent = keyctl(sys_keyctl, get_persistent, ctypes.c_long(-1), ctypes.c_long(user))
+    if persistent > 0:
+        keyctl(sys_keyctl, clear, ctypes.c_long(persistent))
+    for keyring in (user_session, user):
+        keyctl(sys_keyctl, clear, ctypes.c_long(keyring))
+
+
+#: What a boxed kernel keeps of the grader's environment (names, and beginnings of
+#: names): what Python, the libraries and Jupyter read; nothing else (a token, a
+#: database password in the instructor's shell) reaches student code.
+KERNEL_ENV = ("PATH", "LANG", "LANGUAGE", "TZ", "TERM", "HOME", "USER", "LOGNAME", "MPLBACKEND", "MPLCONFIGDIR",
+              "KERAS_HOME", "KERAS_BACKEND", "JUPYTER_PLATFORM_DIRS", "PYDEVD_DISABLE_FILE_VALIDATION",
+              "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MALLOC_ARENA_MAX")
+KERNEL_ENV_PREFIXES = ("LC_", "JPY_", "PYTHON", "TF_", "NNH_")
+
+
+def _kernel_environment(environ: dict) -> dict:
+    """The part of ``environ`` a boxed kernel gets (see :data:`KERNEL_ENV`)."""
+    return {k: v for k, v in environ.items() if k in KERNEL_ENV or k.startswith(KERNEL_ENV_PREFIXES)}
 
 
 class _Box:

@@ -178,24 +178,39 @@ def _alembic_in_process(api):
         api.get_alembic_version = original
 
 
+#: How deep and how many files of a submission are read (a deeper or larger one is cut there).
+MAX_DEPTH, MAX_FILES = 32, 2000
+
+
 def _files(directory: Path) -> dict[str, bytes]:
-    """The regular files below ``directory`` (relative name → bytes).  Symbolic links
-    are left out, and nothing below one is read: a submission that links to the
-    solutions or to ``/etc/shadow`` must not have the grader (maybe root) read them."""
+    """The regular files below ``directory`` (relative name → bytes), at most
+    :data:`MAX_FILES` of them and :data:`MAX_DEPTH` folders deep.  Anything else is
+    left out without being opened: a symbolic link (a submission that links to the
+    solutions or to ``/etc/shadow`` must not have the grader, maybe root, read them), a
+    named pipe (opening it would wait forever), a device.  No recursion: a folder
+    10 000 levels deep is no error."""
     if not directory.is_dir() or directory.is_symlink():
         return {}
-    out = {}
-    for parent, dirs, names in os.walk(directory):  # os.walk does not follow links to folders
-        dirs[:] = sorted(d for d in dirs if d != ".ipynb_checkpoints" and not os.path.islink(os.path.join(parent, d)))
-        for name in sorted(names):
-            path = os.path.join(parent, name)
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-            except OSError:  # a link (ELOOP), or gone
-                continue
-            with os.fdopen(fd, "rb") as fh:
-                if stat_module.S_ISREG(os.fstat(fd).st_mode):
-                    out[os.path.relpath(path, directory)] = fh.read()
+    out: dict[str, bytes] = {}
+    stack = [(str(directory), 0)]
+    while stack and len(out) < MAX_FILES:
+        folder, depth = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                if entry.name != ".ipynb_checkpoints" and depth < MAX_DEPTH:
+                    stack.append((entry.path, depth + 1))
+            elif entry.is_file(follow_symlinks=False) and len(out) < MAX_FILES:
+                try:
+                    fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                except OSError:
+                    continue
+                with os.fdopen(fd, "rb") as fh:
+                    if stat_module.S_ISREG(os.fstat(fd).st_mode):  # still the file scandir saw
+                        out[os.path.relpath(entry.path, directory)] = fh.read()
     return dict(sorted(out.items()))
 
 

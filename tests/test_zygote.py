@@ -14,6 +14,7 @@ import os
 import resource
 import shutil
 import signal
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -239,7 +240,10 @@ REPO = str(Path(__file__).resolve().parents[1])
 LINGER = ("import ctypes, subprocess\n"  # a detached process, a file in /tmp, a SysV shared memory segment
           "open('/tmp/left-behind', 'w').write('x')\n"
           "subprocess.Popen(['sleep', '1000'], start_new_session=True)\n"
-          "assert ctypes.CDLL(None).shmget(0x7700, 4096, 0o1600) >= 0\n")
+          "assert ctypes.CDLL(None).shmget(0x7700, 4096, 0o1600) >= 0\n"
+          "assert ctypes.CDLL(None).syscall(248, b'user', b'nnh-left', b'x', 1, -5) > 0\n")  # add_key, session
+#: keyctl(KEYCTL_SEARCH) for that key in the user-session keyring: > 0 if it is still there
+FIND_KEY = "ctypes.CDLL(None).syscall(250, 10, -5, b'user', b'nnh-left', 0)"
 
 
 @pytest.fixture
@@ -277,6 +281,7 @@ def boxed_kernel(box: _sandbox._Box, zygote: str, files: Path):
 @pytest.mark.parametrize("warm", [True, False], ids=["zygote", "fresh"])
 def test_a_boxed_kernel_sees_only_its_box_and_leaves_nothing(box, warm, tmp_path, monkeypatch):
     monkeypatch.setenv("JUPYTER_PATH", "")
+    monkeypatch.setenv("GRADER_SECRET_TOKEN", "hunter2")  # in the instructor's shell, not for students
     (tmp_path / "data.txt").write_text("the student's own file")
     # a module of the student's that ``python -m ipykernel_launcher`` must not run
     (tmp_path / "ipykernel_launcher.py").write_text("raise SystemExit('the working folder came first')\n")
@@ -290,6 +295,10 @@ def test_a_boxed_kernel_sees_only_its_box_and_leaves_nothing(box, warm, tmp_path
         try:
             assert run(kc, f"import os, sys, socket\nREPO = {REPO!r}")["error"] is None
             seen.append(value(kc, BOX_PROBE))
+            if box.uid is not None and os.uname().machine == "x86_64":
+                assert value(kc, "__import__('ctypes')." + FIND_KEY.removeprefix("ctypes.")) < 0, \
+                    "a key of the student before"
+            assert value(kc, "os.environ.get('GRADER_SECRET_TOKEN')") is None, "the grader's environment leaked"
             assert run(kc, LINGER)["error"] is None
             assert run(kc, "import socket\nsocket.create_connection(('127.0.0.1', 22), timeout=2)")["error"] \
                 in {"ConnectionRefusedError", "OSError", "TimeoutError"}
@@ -325,3 +334,28 @@ def _cmdline(pid: int) -> list[str]:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
     except OSError:
         return []
+
+
+def test_the_grader_reads_only_regular_files_of_a_submission(tmp_path):
+    """Links are not followed (the solutions, /etc/shadow), a named pipe does not make
+    the grader wait, and a folder 2000 levels deep is cut, not an error."""
+    from nnh import grade
+
+    (tmp_path / "answer.ipynb").write_text("{}")
+    (tmp_path / "solutions.ipynb").symlink_to(Path(REPO) / "solutions" / "schedules" / "schedules.ipynb")
+    (tmp_path / "etc").symlink_to("/etc", target_is_directory=True)
+    os.mkfifo(tmp_path / "pipe")
+    fd = os.open(tmp_path, os.O_RDONLY)
+    for _ in range(1100):  # deeper than Python's recursion limit (os.walk and os.makedirs recurse)
+        os.mkdir("d", dir_fd=fd)
+        fd, parent = os.open("d", os.O_RDONLY, dir_fd=fd), fd
+        os.close(parent)
+    with os.fdopen(os.open("bottom.txt", os.O_WRONLY | os.O_CREAT, dir_fd=fd), "w") as fh:
+        fh.write("too deep")
+    os.close(fd)
+    (tmp_path / "d" / "near.txt").write_text("kept")
+    try:
+        files = grade._files(tmp_path)
+    finally:
+        subprocess.run(["rm", "-rf", str(tmp_path / "d")], check=True)
+    assert set(files) == {"answer.ipynb", "d/near.txt"}
