@@ -283,7 +283,7 @@ def _become_kernel(request: dict, fds: list[int], inherited: list) -> None:
             if fd > 2:
                 os.close(fd)
         if request["limits"].get("box"):
-            _private_mounts()
+            _private_mounts(request["limits"]["box"])
             _enter_box(request["limits"])
         else:
             os.chdir(request["cwd"])
@@ -508,15 +508,16 @@ def box_command(shared: str) -> list[str]:
     if os.geteuid() != 0:
         command.append("--unshare-user")  # without root: a user namespace, the same uid
     command += _system_binds()
+    # the file systems of its own first: a Python environment under /tmp is bound on top
+    command += ["--proc", "/proc", "--dev", "/dev", "--size", str(BOX_SHM_MB << 20), "--tmpfs", "/dev/shm",
+                "--size", str(BOX_TMP_MB << 20), "--tmpfs", "/tmp"]
     parents: set[str] = set()
     for path in _environment_dirs():
         command += ["--ro-bind", path, path]
         parents.update(_ancestors(path))
     for path in sorted(parents):  # bwrap makes the folders on the way 0700: let the kernel's user pass
         command += ["--chmod", "0755", path]
-    command += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu", "--proc", "/proc",
-                "--dev", "/dev", "--size", str(BOX_SHM_MB << 20), "--tmpfs", "/dev/shm",
-                "--size", str(BOX_TMP_MB << 20), "--tmpfs", "/tmp", "--bind", shared, shared,
+    command += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu", "--bind", shared, shared,
                 "--chdir", "/tmp", "--setenv", "TMPDIR", "/tmp", "--chmod", "1777", "/tmp", "--chmod", "1777", "/dev/shm"]
     for path in _ancestors(shared):  # e.g. the grading process's own temporary folder in /tmp
         if path != "/tmp":
@@ -538,7 +539,13 @@ def _enter_box(limits: dict) -> None:
     os.chdir(BOX_WORK)
 
 
-def _private_mounts() -> None:
+def _tmp_roots(shared: str) -> set[str]:
+    """The folders right under /tmp that hold what the box binds there (the Python
+    environment, the nnh package, the shared folder), e.g. a course cloned into /tmp."""
+    return {"/tmp/" + p[len("/tmp/"):].split("/")[0] for p in [*_environment_dirs(), shared] if p.startswith("/tmp/")}
+
+
+def _private_mounts(shared: str) -> None:
     """In a fork of the boxed zygote, as the box's root, before :func:`_enter_box`: a
     mount and an IPC namespace of the kernel's own, with an empty /tmp and /dev/shm
     (tmpfs, as in :func:`box_command`), so that nothing it writes or keeps there
@@ -552,7 +559,10 @@ def _private_mounts() -> None:
         return
     nodev = 0x2 | 0x4  # MS_NOSUID | MS_NODEV
     libc.mount(None, b"/", None, 0x4000 | 0x40000, None)  # MS_REC | MS_PRIVATE: nothing propagates out
-    for path, megabytes in (("/tmp", BOX_TMP_MB), ("/dev/shm", BOX_SHM_MB)):
+    fresh = [("/dev/shm", BOX_SHM_MB)]
+    if not _tmp_roots(shared):  # a Python environment under /tmp must stay visible: the zygote empties /tmp
+        fresh.append(("/tmp", BOX_TMP_MB))
+    for path, megabytes in fresh:
         options = f"size={megabytes}m,nr_inodes={BOX_INODES},mode=1777".encode()
         if libc.mount(b"tmpfs", path.encode(), b"tmpfs", nodev, options) != 0:
             raise OSError(ctypes.get_errno(), f"mounting a tmpfs on {path}")
@@ -572,7 +582,7 @@ def _clear_box(shared: str) -> None:
         except ProcessLookupError:
             break
         time.sleep(0.01)
-    keep = {ZYGOTE_HOME, *(a for a in _ancestors(shared) + [shared] if a.count("/") == 2)}
+    keep = {ZYGOTE_HOME, *_tmp_roots(shared)}
     try:
         doomed = [e.path for folder in ("/tmp", "/dev/shm") for e in os.scandir(folder) if e.path not in keep]
         if doomed:  # rm: no recursion limit, and it stays on this file system (not into a mount)
