@@ -692,9 +692,9 @@ class _Box:
         atexit.register(box.close)
         cls.current = box
 
-    def student(self, files: str) -> tuple[str, str]:
-        """A fresh student folder with a copy of ``files``: (the folder of the kernel's
-        connection files, the kernel's view of its working folder)."""
+    def student(self, files: str) -> str:
+        """A fresh student folder with a copy of ``files`` (the kernel's working folder,
+        :data:`BOX_WORK`, is made from it); the folder of the kernel's connection files."""
         folder = os.path.join(self.root, BOX_STUDENT)
         shutil.rmtree(folder, ignore_errors=True)
         os.makedirs(folder)
@@ -705,7 +705,7 @@ class _Box:
         os.makedirs(run)
         if self.uid is not None:
             os.chown(run, self.uid, self.uid)
-        return run, BOX_WORK
+        return run
 
     def seal(self, run: str) -> None:
         """Once the kernel is up: it may no longer create files in its connection folder."""
@@ -1643,7 +1643,7 @@ def work(payload: dict, tmp: str) -> dict:
                      zygote=zygote, box=box.root if box else "")
     os.environ["JUPYTER_PATH"] = os.pathsep.join([jupyter_dir, os.environ.get("JUPYTER_PATH", "")]).rstrip(os.pathsep)
     if box:  # the kernel's files: a copy in the box; its sockets in a folder the box shares
-        runtime, _ = box.student(sub_dir)
+        runtime = box.student(sub_dir)
         config.KernelManager.transport = "ipc"  # the box has no network, not even the grader's loopback
         config.KernelManager.connection_file = os.path.join(runtime, "kernel.json")  # the sockets next to it
         os.environ["JUPYTER_RUNTIME_DIR"] = runtime

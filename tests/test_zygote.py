@@ -268,7 +268,7 @@ def boxed_kernel(box: _sandbox._Box, zygote: str, files: Path):
     jupyter = Path(tempfile.mkdtemp(prefix="nnh-box-test-"))
     _sandbox.write_kernelspec(str(jupyter), memory=MEMORY, cpu=0, user=box.user, zygote=zygote, box=box.root)
     os.environ["JUPYTER_PATH"] = str(jupyter)
-    run_dir, _ = box.student(str(files))
+    run_dir = box.student(str(files))
     km = KernelManager(kernel_name="python3", transport="ipc", connection_file=os.path.join(run_dir, "kernel.json"))
     km.start_kernel(cwd=str(files))
     kc = km.client()
