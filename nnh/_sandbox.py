@@ -92,8 +92,10 @@ def _parse_launcher(argv: list[str]):
 
 
 def _confine(limits: dict, command: list[str]) -> None:
-    """Resource limits, then (as root) the unprivileged user: what the kernel runs under."""
-    if limits["memory"]:
+    """Resource limits, then (as root) the unprivileged user: what the kernel runs under.
+    In a box with a cgroup, memory is capped as resident memory there, else as address space."""
+    in_cgroup = bool(limits.get("box")) and os.geteuid() == 0 and _join_cgroup(limits)
+    if limits["memory"] and not in_cgroup:
         _set_limit(resource.RLIMIT_AS, limits["memory"] << 20)
     if limits["cpu"]:
         _set_limit(resource.RLIMIT_CPU, limits["cpu"])
@@ -522,6 +524,10 @@ def box_command(shared: str) -> list[str]:
     for path in _ancestors(shared):  # e.g. the grading process's own temporary folder in /tmp
         if path != "/tmp":
             command += ["--chmod", "0711", path]
+    cgroup = _cgroup_dirs(os.path.basename(shared))  # made by the grading process, as root (see _Box)
+    if all(os.path.isdir(folder) for folder in cgroup.values()):
+        for hierarchy, folder in cgroup.items():
+            command += ["--bind", folder, os.path.join(CGROUP_IN_BOX, hierarchy)]
     return command
 
 
@@ -635,6 +641,129 @@ def _clear_keyrings() -> None:
         keyctl(sys_keyctl, clear, ctypes.c_long(keyring))
 
 
+# --------------------------------------------------------------------------- the box's cgroup
+#
+# As root, a box also gets a control group of its own (cgroup v2, or the memory and
+# pids hierarchies of cgroup v1), made by the grading process and bound into the box
+# at CGROUP_IN_BOX.  Each kernel, still the box's root, writes its limits there and
+# joins it before it drops to the box's uid: ``--memory`` then caps the kernel's
+# *resident* memory (the kernel and everything it starts; swap included), and
+# ``--nproc`` its tasks (processes and threads).  The zygote stays outside: only the
+# pages a student's kernel touches count.  The files stay root's: the kernel cannot
+# raise its limits or leave.  Where no cgroup can be made (not root, a read-only
+# /sys/fs/cgroup), ``--memory`` falls back to an address-space limit (RLIMIT_AS).
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+CGROUP_PARENT = "nnh-grade"  # the folder of the boxes' cgroups, in each hierarchy
+CGROUP_IN_BOX = "/run/nnh-cgroup"  # where a box sees its cgroup: one folder per hierarchy
+CGROUP_V1 = ("memory", "pids")
+
+
+def _cgroup_dirs(name: str) -> dict[str, str]:
+    """hierarchy → folder of the cgroup ``name`` (``unified`` on cgroup v2)."""
+    if os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers")):
+        return {"unified": os.path.join(CGROUP_ROOT, CGROUP_PARENT, name)}
+    return {c: os.path.join(CGROUP_ROOT, c, CGROUP_PARENT, name) for c in CGROUP_V1}
+
+
+def _write(path: str, value: str) -> None:
+    with open(path, "w") as fh:
+        fh.write(value)
+
+
+def _make_cgroup(name: str) -> dict[str, str] | None:
+    """As root: the cgroup ``name`` in every hierarchy :func:`_cgroup_dirs` names, or
+    ``None`` (nothing left behind) when one cannot be made or lacks a controller."""
+    made: list[str] = []
+    try:
+        for hierarchy, folder in _cgroup_dirs(name).items():
+            parent = os.path.dirname(folder)
+            if hierarchy == "unified":  # v2: memory and pids must be enabled on the way down
+                _write(os.path.join(CGROUP_ROOT, "cgroup.subtree_control"), "+memory +pids")
+                os.makedirs(parent, exist_ok=True)
+                _write(os.path.join(parent, "cgroup.subtree_control"), "+memory +pids")
+            os.makedirs(parent, exist_ok=True)
+            _remove_stale_cgroups(parent)
+            os.mkdir(folder)
+            made.append(folder)
+            needed = ("memory.max", "pids.max") if hierarchy == "unified" else (
+                "memory.limit_in_bytes" if hierarchy == "memory" else "pids.max",)
+            if not all(os.path.exists(os.path.join(folder, f)) for f in needed):
+                raise OSError(f"{folder} lacks {needed}")
+        return {h: f for h, f in _cgroup_dirs(name).items()}
+    except OSError:
+        _remove_cgroup(made)
+        return None
+
+
+def _remove_cgroup(folders) -> None:
+    """Remove cgroup folders (once their processes are gone: retried for a second)."""
+    import time
+
+    for folder in folders:
+        for _ in range(100):
+            try:
+                os.rmdir(folder)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.01)
+
+
+def _remove_stale_cgroups(parent: str) -> None:
+    """Remove the cgroups of boxes whose grading process is gone (it was killed)."""
+    for entry in os.scandir(parent):
+        pid = entry.name.split("-")[2] if entry.name.count("-") >= 3 else ""
+        if entry.is_dir() and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            _remove_cgroup([entry.path])
+
+
+def _join_cgroup(limits: dict) -> bool:
+    """In a box, as its root, before dropping privileges: set the kernel's limits in
+    the box's cgroup (``memory`` MB resident, swap included; ``nproc`` tasks) and move
+    this process into it; False if the box has no cgroup."""
+    folders = {h: os.path.join(CGROUP_IN_BOX, h) for h in ("unified", *CGROUP_V1)}
+    memory = str(limits["memory"] << 20) if limits["memory"] else None
+    try:
+        if os.path.isdir(folders["unified"]):
+            v2 = folders["unified"]
+            _write(os.path.join(v2, "memory.max"), memory or "max")
+            if os.path.exists(os.path.join(v2, "memory.swap.max")):
+                _write(os.path.join(v2, "memory.swap.max"), "0")
+            _write(os.path.join(v2, "pids.max"), str(limits["nproc"]))
+            _write(os.path.join(v2, "cgroup.procs"), "0")
+            return True
+        if not all(os.path.isdir(folders[h]) for h in CGROUP_V1):
+            return False
+        v1 = folders["memory"]
+        swap = os.path.join(v1, "memory.memsw.limit_in_bytes")  # exists where swap is accounted
+        if os.path.exists(swap):
+            _write(swap, "-1")  # first: it may never be below the memory limit
+        _write(os.path.join(v1, "memory.limit_in_bytes"), memory or "-1")
+        if os.path.exists(swap):
+            _write(swap, memory or "-1")
+        _write(os.path.join(folders["pids"], "pids.max"), str(limits["nproc"]))
+        for hierarchy in CGROUP_V1:
+            _write(os.path.join(folders[hierarchy], "cgroup.procs"), "0")
+        return True
+    except OSError:
+        traceback.print_exc()
+        return False
+
+
+def _oom_kills(folders: dict[str, str]) -> int:
+    """How many processes the kernel's OOM killer has killed in a box's cgroup."""
+    events = folders.get("unified", "") and os.path.join(folders["unified"], "memory.events")
+    if not events:
+        events = os.path.join(folders.get("memory", ""), "memory.oom_control")
+    try:
+        with open(events) as fh:
+            return sum(int(line.split()[1]) for line in fh if line.startswith("oom_kill "))
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 #: What a boxed kernel keeps of the grader's environment (names, and beginnings of
 #: names): what Python, the libraries and Jupyter read; nothing else (a token, a
 #: database password in the instructor's shell) reaches student code.
@@ -665,6 +794,10 @@ class _Box:
             _remove_stale_boxes(parent)
         self.root = tempfile.mkdtemp(prefix=f"nnh-box-{os.getpid()}-", dir=parent)
         os.chmod(self.root, 0o711)  # the kernel's user passes through, sees nothing else
+        # as root, a cgroup (see _join_cgroup); None: memory is capped as address space
+        wanted = self.uid is not None and os.environ.get("NNH_GRADE_CGROUP", "1") != "0"
+        self.cgroup = _make_cgroup(os.path.basename(self.root)) if wanted else None
+        self.oom_kills = 0  # the cgroup's OOM kills before the current student
 
     @property
     def user(self) -> str:
@@ -705,7 +838,13 @@ class _Box:
         os.makedirs(run)
         if self.uid is not None:
             os.chown(run, self.uid, self.uid)
+        self.oom_kills = _oom_kills(self.cgroup) if self.cgroup else 0
         return run
+
+    def killed_for_memory(self) -> bool:
+        """Whether the kernel's OOM killer has killed a process of the current student
+        (its resident memory passed ``--memory`` in the box's cgroup)."""
+        return bool(self.cgroup) and _oom_kills(self.cgroup) > self.oom_kills
 
     def seal(self, run: str) -> None:
         """Once the kernel is up: it may no longer create files in its connection folder."""
@@ -722,6 +861,8 @@ class _Box:
         """The end of the grading process: its box's folder goes, its user id is free again."""
         self.clean()
         shutil.rmtree(self.root, ignore_errors=True)
+        if self.cgroup:
+            _remove_cgroup(self.cgroup.values())
         if self._lock is not None:
             self._lock.close()
 
@@ -1727,10 +1868,15 @@ def work(payload: dict, tmp: str) -> dict:
                                      f"{limits.get('cell_output', 0) / 2**20:g} MB for a cell) and was cut")
         died = [v for _, e, v in enames if e == "KernelDied" and not v.startswith("not run")]
         if died:
-            if result["status"] != "memory":
-                result["status"] = "kernel_died"
             where = [g for g, e, v in enames if e == "KernelDied" and not v.startswith("not run")]
-            result["details"].append(f"{name}: the kernel died in cell {where[0]}; the cells after it were not run")
+            if box is not None and box.killed_for_memory():
+                result["status"] = "memory"
+                result["details"].append(f"{name}: the kernel was killed in cell {where[0]} for using more than "
+                                         f"{limits['memory']} MB of resident memory; the cells after it were not run")
+            else:
+                if result["status"] != "memory":
+                    result["status"] = "kernel_died"
+                result["details"].append(f"{name}: the kernel died in cell {where[0]}; the cells after it were not run")
         for grade_id, ename, evalue in enames:
             if "course's reference" in evalue:
                 result["details"].append(f"{name}: {grade_id} scores zero: {evalue}")

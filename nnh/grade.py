@@ -74,7 +74,8 @@ STATUS_TEXT = {
     "error": "the submission could not be graded",
 }
 DEFAULT_TIMEOUT = 600
-DEFAULT_MEMORY = 4096  # MB of address space: TensorFlow reserves far more than it uses; 2 GB aborts at import
+DEFAULT_MEMORY = 4096  # MB: resident in a cgroup; as address space TensorFlow needs about 3 GB (it reserves more
+#                        than it uses): 2 GB aborts at import
 DEFAULT_MAX_OUTPUT = 8.0  # MB of outputs a student's notebook keeps (a cell: at most CELL_OUTPUT_MB of it)
 CELL_OUTPUT_MB = 1.0
 CSV_FIELDS = ["student_id", "assignment", "score", "max_score", "status"]
@@ -722,7 +723,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                         help=f"time limit for one student's notebook (default {DEFAULT_TIMEOUT}); the per-cell "
                              "limit is nbgrader's Execute.timeout, at most this")
     parser.add_argument("--memory", type=int, default=DEFAULT_MEMORY, metavar="MB",
-                        help=f"address-space cap of a student's kernel (default {DEFAULT_MEMORY}; 0: none)")
+                        help=f"memory cap of a student's kernel: resident memory in the sandbox's cgroup (as "
+                             f"root), else address space (default {DEFAULT_MEMORY}; 0: none)")
     parser.add_argument("--max-output", type=float, default=DEFAULT_MAX_OUTPUT, metavar="MB",
                         help=f"output a student's notebook keeps (default {DEFAULT_MAX_OUTPUT:g}; a cell keeps at most "
                              f"{CELL_OUTPUT_MB:g} MB of it); the rest is dropped, with a note in the cell and the "
@@ -945,8 +947,8 @@ def preflight(args: argparse.Namespace, course: Course, assignment: str, source_
             f"{'; '.join(failures[:3]) or 'none recorded'}"
             + (f" and {len(failures) - 3} more. " if len(failures) > 3 else ". ")
             + (f"The grader says: {details}. " if details else "")
-            + f"Limits: --memory {limits['memory']} MB (TensorFlow kernels need about 3000 MB of address "
-            f"space; 0 = no cap), --timeout {limits['notebook_timeout']:g} s per notebook, "
+            + f"Limits: --memory {limits['memory']} MB (of resident memory where the sandbox has a cgroup, "
+            f"else of address space, of which TensorFlow kernels need about 3000 MB; 0 = no cap), --timeout {limits['notebook_timeout']:g} s per notebook, "
             f"{limits['cell_timeout']} s per cell. Raise the limit or install what is missing, "
             "or skip this check with --no-preflight.")
     manifest[_PREFLIGHT_KEY] = {"digest": key, "seconds": round(result.get("seconds", 0.0), 2)}

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+import gradeclass
 from nnh import _sandbox
 
 pytestmark = pytest.mark.xdist_group("nnh-grade-solo")
@@ -261,12 +262,12 @@ def box(monkeypatch):
     _sandbox._Box.current = None
 
 
-def boxed_kernel(box: _sandbox._Box, zygote: str, files: Path):
+def boxed_kernel(box: _sandbox._Box, zygote: str, files: Path, memory: int = MEMORY):
     """A kernel started as the grader starts one: kernelspec, IPC transport, student files."""
     from jupyter_client import KernelManager
 
     jupyter = Path(tempfile.mkdtemp(prefix="nnh-box-test-"))
-    _sandbox.write_kernelspec(str(jupyter), memory=MEMORY, cpu=0, user=box.user, zygote=zygote, box=box.root)
+    _sandbox.write_kernelspec(str(jupyter), memory=memory, cpu=0, user=box.user, zygote=zygote, box=box.root)
     os.environ["JUPYTER_PATH"] = str(jupyter)
     run_dir = box.student(str(files))
     km = KernelManager(kernel_name="python3", transport="ipc", connection_file=os.path.join(run_dir, "kernel.json"))
@@ -280,6 +281,12 @@ def boxed_kernel(box: _sandbox._Box, zygote: str, files: Path):
 
 @pytest.mark.parametrize("warm", [True, False], ids=["zygote", "fresh"])
 def test_a_boxed_kernel_sees_only_its_box_and_leaves_nothing(box, warm, tmp_path, monkeypatch):
+    """Two students in turn: each sees only its box, files, environment and network, and
+    leaves nothing (process, file, shared memory, key) to the next.  As root (with writable
+    cgroups), --memory caps resident memory, not address space: TensorFlow imports under a
+    1500 MB cap, and the first student, who touches 2 GB, is killed and reported as such."""
+    resident = gradeclass.cgroups_writable()
+    assert box.cgroup or not resident, "as root with writable cgroups, the box must have one"
     monkeypatch.setenv("JUPYTER_PATH", "")
     monkeypatch.setenv("GRADER_SECRET_TOKEN", "hunter2")  # in the instructor's shell, not for students
     (tmp_path / "data.txt").write_text("the student's own file")
@@ -290,11 +297,21 @@ def test_a_boxed_kernel_sees_only_its_box_and_leaves_nothing(box, warm, tmp_path
         assert _sandbox._Zygote.current.boxed
     zygote = _sandbox._Zygote.current.path if warm else ""
     seen = []
-    for _ in range(2):  # two students, one after the other, of the same grading process
-        km, kc = boxed_kernel(box, zygote, tmp_path)
+    for student in range(2):  # two students, one after the other, of the same grading process
+        km, kc = boxed_kernel(box, zygote, tmp_path, memory=1500 if resident else MEMORY)
         try:
             assert run(kc, f"import os, sys, socket\nREPO = {REPO!r}")["error"] is None
             seen.append(value(kc, BOX_PROBE))
+            if resident:
+                assert value(kc, f"__import__('resource').getrlimit(__import__('resource').RLIMIT_AS)[0] == "
+                                 f"{resource.RLIM_INFINITY}")
+                assert run(kc, "import tensorflow\nfor name in ('memory', 'unified'):  # cannot leave its cgroup\n"
+                               "    try:\n        open(f'/run/nnh-cgroup/{name}/cgroup.procs', 'w').write('1')\n"
+                               "    except OSError:\n        pass\n"
+                               "    else:\n        raise AssertionError('moved')\n")["error"] is None
+                memory = ("unified", "memory.max") if "unified" in box.cgroup else ("memory", "memory.limit_in_bytes")
+                assert int(Path(box.cgroup[memory[0]], memory[1]).read_text()) == 1500 << 20
+                assert not box.killed_for_memory(), "the student before was the one killed"
             if box.uid is not None and os.uname().machine == "x86_64":
                 assert value(kc, "__import__('ctypes')." + FIND_KEY.removeprefix("ctypes.")) < 0, \
                     "a key of the student before"
@@ -302,6 +319,12 @@ def test_a_boxed_kernel_sees_only_its_box_and_leaves_nothing(box, warm, tmp_path
             assert run(kc, LINGER)["error"] is None
             assert run(kc, "import socket\nsocket.create_connection(('127.0.0.1', 22), timeout=2)")["error"] \
                 in {"ConnectionRefusedError", "OSError", "TimeoutError"}
+            if resident and student == 0:  # 2 GB, touched: the OOM killer ends the kernel
+                kc.execute("import numpy\nx = numpy.ones(2 << 30, dtype=numpy.uint8)\nprint(x.sum())")
+                deadline = time.monotonic() + 20
+                while km.is_alive() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert not km.is_alive() and box.killed_for_memory()
         finally:
             stop(km, kc)
         _sandbox._reap_children()  # what the grading process does after each student
