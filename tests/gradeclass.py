@@ -332,10 +332,10 @@ def _generated_course() -> Path:
 def cgroups_writable() -> bool:
     """Whether this machine lets root make cgroups (the parents of the boxes' cgroups): then
     ``nnh grade`` caps a kernel's resident memory, else its address space."""
-    from nnh import _sandbox
+    from nnh.grade.cgroup import _cgroup_dirs
 
     return os.geteuid() == 0 and all(os.access(os.path.dirname(os.path.dirname(folder)), os.W_OK)
-                                     for folder in _sandbox._cgroup_dirs("probe").values())
+                                     for folder in _cgroup_dirs("probe").values())
 
 
 def make_class(root: Path, names: list[str] | None = None) -> Path:

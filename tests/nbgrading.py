@@ -62,12 +62,13 @@ def warm_kernels(course: Path):
     """The grading environment, with a ``python3`` kernelspec whose kernels are forked
     from a zygote that has imported nnh (``nnh grade``'s warm kernels, without its
     limits): a plain ``nbgrader`` run in it skips the TensorFlow import per student."""
-    from nnh import _sandbox
+    from nnh.grade.box import write_kernelspec
+    from nnh.grade.zygote import _Zygote
 
-    zygote = _sandbox._Zygote()  # noqa: SLF001 - the grader's own mechanism, on purpose
+    zygote = _Zygote()  # noqa: SLF001 - the grader's own mechanism, on purpose
     try:
         jupyter = course / ".jupyter-warm"
-        _sandbox.write_kernelspec(str(jupyter), memory=0, cpu=0, user="", zygote=zygote.path)
+        write_kernelspec(str(jupyter), memory=0, cpu=0, user="", zygote=zygote.path)
         yield {**env(), "JUPYTER_PATH": str(jupyter)}
     finally:
         zygote.close()

@@ -28,7 +28,7 @@ import pytest
 
 import gradeclass
 import nbgrading
-from nnh._sandbox import scan_cell, scan_notebook
+from nnh.grade.scan import scan_cell, scan_notebook
 
 # two groups: the tests of the graded class (one fixture), and the tests that make their own
 pytestmark = [pytest.mark.grading]
@@ -168,7 +168,7 @@ def test_feedback_hides_the_code_of_hidden_tests(graded):
     points and message, but no line of a hidden test; autograded/ keeps everything."""
     import re
 
-    from nnh._sandbox import _HIDDEN_REGION, HIDDEN_NOTE
+    from nnh.grade.feedback import _HIDDEN_REGION, HIDDEN_NOTE
 
     course, _, _, _ = graded
     source = nbformat.read(nbgrading.REPO / "solutions" / A / f"{A}.ipynb", as_version=4)
@@ -297,9 +297,9 @@ def test_interrupted_run_resumes_to_the_same_gradebook(graded, tmp_path):
 def test_ctrl_c_during_a_merge_waits_for_its_end():
     """Ctrl-C interrupts at once, except during a student's merge: then right after it.
     SIGINT is never blocked (a blocked signal goes to another thread and can be lost)."""
-    from nnh import grade as g
+    from nnh.grade import cli, course as courses, pool, settings, task
 
-    assert threading.current_thread() is threading.main_thread()
+    assert threading.current_thread() is threadincli.main_thread()
     inherited = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh `nnh` process
     mask = signal.pthread_sigmask(signal.SIG_SETMASK, set())
     try:
@@ -311,7 +311,7 @@ def test_ctrl_c_during_a_merge_waits_for_its_end():
 
 def _check_deferred_ctrl_c(g) -> None:
     state = {"merging": False, "ctrl_c": False}
-    with g._deferred_ctrl_c(state):
+    with pool._deferred_ctrl_c(state):
         assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == set()
         state["merging"] = True
         os.kill(os.getpid(), signal.SIGINT)
@@ -327,7 +327,7 @@ def _check_deferred_ctrl_c(g) -> None:
     # a Ctrl-C the user's shell makes the command ignore (a background job) stays ignored
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        with g._deferred_ctrl_c(state):
+        with pool._deferred_ctrl_c(state):
             assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -335,7 +335,7 @@ def _check_deferred_ctrl_c(g) -> None:
 
 @pytest.mark.xdist_group("nnh-grade-solo")
 def test_bad_input_is_a_clear_error(tmp_path, capsys, monkeypatch):
-    from nnh import grade as g
+    from nnh.grade import cli, course as courses, pool, settings, task
 
     monkeypatch.setenv("PATH", nbgrading.env()["PATH"])  # nbgrader runs alembic for a new gradebook
     course = gradeclass.make_class(tmp_path / "c", [])
@@ -345,7 +345,7 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys, monkeypatch):
     for args, says in (([A, "--jobs", "0"], "--jobs"), ([A, "--timeout", "-1"], "--timeout"),
                        ([A, "--memory", "-5"], "--memory"), ([A, "--max-output", "0"], "--max-output"),
                        ([A, "--max-output", "nan"], "--max-output"), ([A, "--student", "nobody_here"], "nobody_here")):
-        assert g.main([*args, "--course", str(course)]) == 2, args
+        assert cli.main([*args, "--course", str(course)]) == 2, args
         error = capsys.readouterr().err
         assert says in error and "error" in error, (args, error)
 
@@ -374,32 +374,32 @@ def test_a_stuck_or_killed_grader_costs_only_its_student(tmp_path, monkeypatch):
     """The long-lived grading process: a student over the wall-clock limit is
     stopped (status timeout), a grading process killed under a student costs that
     student only (status error), and the next student is graded by a fresh one."""
-    from nnh import grade as g
+    from nnh.grade import cli, course as courses, pool, settings, task
 
     monkeypatch.setenv("PATH", nbgrading.env()["PATH"])  # nbgrader runs alembic for a new gradebook
 
-    course = g.load_course(gradeclass.make_class(tmp_path / "c", ["s01_reference", "s09_slow_notebook"]))
-    source, template = g._files(course.path("source", ".", A)), g.template_gradebook(course, A)
-    limits = g.grading_limits(course, TIMEOUT, g.DEFAULT_MEMORY, "")
-    slow, honest = (g.make_payload(course, A, name, source, template, limits)
+    course = courses.load_course(gradeclass.make_class(tmp_path / "c", ["s01_reference", "s09_slow_notebook"]))
+    source, template = courses._files(course.path("source", ".", A)), courses.template_gradebook(course, A)
+    limits = task.grading_limits(course, TIMEOUT, settings.DEFAULT_MEMORY, "")
+    slow, honest = (task.make_payload(course, A, name, source, template, limits)
                     for name in ("s09_slow_notebook", "s01_reference"))
     try:
-        first = g.run_task(slow, wall_timeout=12)
+        first = pool.run_task(slow, wall_timeout=12)
         assert first["status"] == "timeout" and "was stopped" in first["details"][0], first
-        server = g._thread_server(limits["sandbox"])  # a new one: the stuck one was killed
+        server = pool._thread_server(limits["sandbox"])  # a new one: the stuck one was killed
         killer = threading.Timer(6, os.killpg, (server.process.pid, signal.SIGKILL))
         killer.start()
         folder = server.tmp
-        second = g.run_task(slow, wall_timeout=120)
+        second = pool.run_task(slow, wall_timeout=120)
         killer.join()
         assert second["status"] == "error" and "exited with code -9" in second["details"][0], second
         assert not os.path.exists(folder), "the killed server's folder (its box, its student's copy) is left"
-        third = g.run_task(honest, wall_timeout=120)
+        third = pool.run_task(honest, wall_timeout=120)
         assert third["status"] == "ok", third
         scores = third["notebooks"][A]["grades"]
         assert sum(cell["auto_score"] for cell in scores.values()) == gradeclass.MAX
     finally:
-        g.stop_servers()
+        pool.stop_servers()
 
 
 @pytest.mark.xdist_group("nnh-grade-solo")
@@ -408,10 +408,11 @@ def test_a_grading_server_keeps_no_state_between_students(tmp_path):
     the per-student preprocessor settings live on classes made afresh per student."""
     import warnings
 
-    from nnh import _sandbox
+    from nnh.grade.execute import _preprocessors
+    from nnh.grade.serve import _ProcessState
 
     before = (dict(os.environ), os.getcwd(), list(sys.path), list(warnings.filters))
-    state = _sandbox._ProcessState()
+    state = _ProcessState()
     try:
         os.environ.update(JUPYTER_PATH=str(tmp_path), HOME=str(tmp_path), JUPYTER_RUNTIME_DIR=str(tmp_path))
         os.chdir(tmp_path)
@@ -420,7 +421,7 @@ def test_a_grading_server_keeps_no_state_between_students(tmp_path):
     finally:
         state.restore()
     assert (dict(os.environ), os.getcwd(), list(sys.path), list(warnings.filters)) == before
-    first, second = _sandbox._preprocessors(), _sandbox._preprocessors()
+    first, second = _preprocessors(), _preprocessors()
     first[0].sandbox_owner, first[0].notebook_timeout, first[0].guard = (65534, 65534), 5.0, (["numpy"], {})
     first[2].source_order["regularization"] = ["imports"]
     assert (second[0].sandbox_owner, second[0].notebook_timeout, second[0].guard) == (None, None, None)
@@ -543,7 +544,7 @@ def test_scan_accepts_ordinary_code(code):
 def test_scan_accepts_every_honest_and_wrong_answer_of_every_assignment():
     import importlib
 
-    from nnh._sandbox import _module_aliases
+    from nnh.grade.scan import _module_aliases
 
     for assignment in ("schedules", "regularization", "dropout", "augmentation"):
         module = importlib.import_module(f"submissions_{assignment}")

@@ -1,4 +1,4 @@
-"""Warm kernels for ``nnh grade``: the zygote of ``nnh/_sandbox.py``.
+"""Warm kernels for ``nnh grade``: the zygote of :mod:`nnh.grade.zygote`.
 
 Each grading kernel is a fork of a process that has already imported nnh
 (TensorFlow), started through the same kernelspec and launcher as a fresh
@@ -22,7 +22,9 @@ from pathlib import Path
 import pytest
 
 import gradeclass
-from nnh import _sandbox
+from nnh.grade.box import BOX_WORK, _Box, _run_quietly, box_command, write_kernelspec
+from nnh.grade.serve import _is_zombie, _reap_children, _stat
+from nnh.grade.zygote import _Zygote
 
 pytestmark = pytest.mark.xdist_group("nnh-grade-solo")
 
@@ -32,17 +34,17 @@ MEMORY = 6000  # MB; the address-space cap the kernels must report
 def sandbox_user() -> str:
     """The user kernels run as: ``nobody`` when nnh grade would use it (as root, with
     a Python that user can run), else none (the grader's own user)."""
-    from nnh.grade import sandbox_user_usable
+    from nnh.grade.task import sandbox_user_usable
 
     return "nobody" if sandbox_user_usable("nobody") else ""
 
 
 @pytest.fixture
 def zygote():
-    _sandbox._Zygote.ensure()
-    yield _sandbox._Zygote.current
-    _sandbox._Zygote.current.close()
-    _sandbox._Zygote.current = None
+    _Zygote.ensure()
+    yield _Zygote.current
+    _Zygote.current.close()
+    _Zygote.current = None
 
 
 @pytest.fixture
@@ -64,7 +66,7 @@ def spec(monkeypatch):
     monkeypatch.setenv("NNH_KERNEL_MARK", "from-the-launcher")
 
     def install(zygote_path: str) -> Path:
-        _sandbox.write_kernelspec(str(root / "jupyter"), memory=MEMORY, cpu=0, user=user, zygote=zygote_path)
+        write_kernelspec(str(root / "jupyter"), memory=MEMORY, cpu=0, user=user, zygote=zygote_path)
         return work
 
     yield install
@@ -111,7 +113,7 @@ def stop(km, kc) -> None:
 
 
 def alive(pid: int) -> bool:
-    return os.path.exists(f"/proc/{pid}") and not _sandbox._is_zombie(pid)
+    return os.path.exists(f"/proc/{pid}") and not _is_zombie(pid)
 
 
 def processes(**pids: int) -> str:
@@ -119,7 +121,7 @@ def processes(**pids: int) -> str:
     said = []
     for name, pid in pids.items():
         try:
-            stat = _sandbox._stat(pid)
+            stat = _stat(pid)
             wchan = Path(f"/proc/{pid}/wchan").read_text()
             threads = len(os.listdir(f"/proc/{pid}/task"))
             said.append(f"{name} {pid}: state {stat[0]}, parent {stat[1]}, {threads} thread(s), waiting in {wchan}")
@@ -220,15 +222,15 @@ def test_without_a_zygote_the_launcher_starts_a_fresh_kernel(zygote, spec):
         assert Path(cwd) == work and mark == "from-the-launcher" and memory == MEMORY
     finally:
         stop(km, kc)
-    _sandbox._Zygote.ensure()  # a dead zygote is replaced before the next student
-    assert _sandbox._Zygote.current is not zygote and _sandbox._Zygote.current.process.poll() is None
+    _Zygote.ensure()  # a dead zygote is replaced before the next student
+    assert _Zygote.current is not zygote and _Zygote.current.process.poll() is None
 
 
 def test_zygote_can_be_switched_off(monkeypatch):
     monkeypatch.setenv("NNH_GRADE_ZYGOTE", "0")
-    monkeypatch.setattr(_sandbox._Zygote, "current", None)
-    _sandbox._Zygote.ensure()
-    assert _sandbox._Zygote.current is None
+    monkeypatch.setattr(_Zygote, "current", None)
+    _Zygote.ensure()
+    assert _Zygote.current is None
 
 
 # --------------------------------------------------------------------------- the box (bubblewrap)
@@ -250,24 +252,24 @@ FIND_KEY = "ctypes.CDLL(None).syscall(250, 10, -5, b'user', b'nnh-left', 0)"
 @pytest.fixture
 def box(monkeypatch):
     """This process as a grading process with a box, as ``nnh grade`` makes it."""
-    if _sandbox._Box.current is None:
-        _sandbox._Box.ensure()
-    if _sandbox._Box.current is None:
-        pytest.fail(_sandbox._Box.error)
-    monkeypatch.setattr(_sandbox._Zygote, "current", None)
-    yield _sandbox._Box.current
-    if _sandbox._Zygote.current is not None:
-        _sandbox._Zygote.current.close()
-    _sandbox._Box.current.close()
-    _sandbox._Box.current = None
+    if _Box.current is None:
+        _Box.ensure()
+    if _Box.current is None:
+        pytest.fail(_Box.error)
+    monkeypatch.setattr(_Zygote, "current", None)
+    yield _Box.current
+    if _Zygote.current is not None:
+        _Zygote.current.close()
+    _Box.current.close()
+    _Box.current = None
 
 
-def boxed_kernel(box: _sandbox._Box, zygote: str, files: Path, memory: int = MEMORY):
+def boxed_kernel(box: _Box, zygote: str, files: Path, memory: int = MEMORY):
     """A kernel started as the grader starts one: kernelspec, IPC transport, student files."""
     from jupyter_client import KernelManager
 
     jupyter = Path(tempfile.mkdtemp(prefix="nnh-box-test-"))
-    _sandbox.write_kernelspec(str(jupyter), memory=memory, cpu=0, user=box.user, zygote=zygote, box=box.root)
+    write_kernelspec(str(jupyter), memory=memory, cpu=0, user=box.user, zygote=zygote, box=box.root)
     os.environ["JUPYTER_PATH"] = str(jupyter)
     run_dir = box.student(str(files))
     km = KernelManager(kernel_name="python3", transport="ipc", connection_file=os.path.join(run_dir, "kernel.json"))
@@ -293,9 +295,9 @@ def test_a_boxed_kernel_sees_only_its_box_and_leaves_nothing(box, warm, tmp_path
     # a module of the student's that ``python -m ipykernel_launcher`` must not run
     (tmp_path / "ipykernel_launcher.py").write_text("raise SystemExit('the working folder came first')\n")
     if warm:
-        _sandbox._Zygote.ensure()
-        assert _sandbox._Zygote.current.boxed
-    zygote = _sandbox._Zygote.current.path if warm else ""
+        _Zygote.ensure()
+        assert _Zygote.current.boxed
+    zygote = _Zygote.current.path if warm else ""
     seen = []
     for student in range(2):  # two students, one after the other, of the same grading process
         km, kc = boxed_kernel(box, zygote, tmp_path, memory=1500 if resident else MEMORY)
@@ -327,12 +329,12 @@ def test_a_boxed_kernel_sees_only_its_box_and_leaves_nothing(box, warm, tmp_path
                 assert not km.is_alive() and box.killed_for_memory()
         finally:
             stop(km, kc)
-        _sandbox._reap_children()  # what the grading process does after each student
+        _reap_children()  # what the grading process does after each student
     for uid, pid, pids, cwd, files, repo, interfaces, tensorflow, tmp, segments in seen:
         assert uid == (box.uid if os.geteuid() == 0 else os.getuid())
         assert uid != 0
         assert len(pids) <= 4, f"the box's /proc shows other processes: {pids}"
-        assert cwd == _sandbox.BOX_WORK and files == ["data.txt", "ipykernel_launcher.py"]
+        assert cwd == BOX_WORK and files == ["data.txt", "ipykernel_launcher.py"]
         assert "nnh" in repo and set(repo) <= {"nnh", ".venv"}, f"the nnh package, nothing else of the course: {repo}"
         assert interfaces == ["lo"], "the box has a network of its own, with only a loopback"
         assert tensorflow is warm
@@ -343,7 +345,7 @@ def test_a_boxed_kernel_sees_only_its_box_and_leaves_nothing(box, warm, tmp_path
 
 def test_the_box_holds_no_course_file(box):
     """Only the Python environment and the nnh package of the repository are in it."""
-    check = _sandbox._run_quietly([*_sandbox.box_command(box.root), "--", "sh", "-c",
+    check = _run_quietly([*box_command(box.root), "--", "sh", "-c",
                                    f"test ! -e {REPO}/solutions && test ! -e {REPO}/book && test -e {REPO}/nnh"])
     assert check == ""
 
@@ -362,7 +364,7 @@ def _cmdline(pid: int) -> list[str]:
 def test_the_grader_reads_only_regular_files_of_a_submission(tmp_path):
     """Links are not followed (the solutions, /etc/shadow), a named pipe does not make
     the grader wait, and a folder 2000 levels deep is cut, not an error."""
-    from nnh import grade
+    from nnh.grade.course import _files
 
     (tmp_path / "answer.ipynb").write_text("{}")
     (tmp_path / "solutions.ipynb").symlink_to(Path(REPO) / "solutions" / "schedules" / "schedules.ipynb")
@@ -378,7 +380,7 @@ def test_the_grader_reads_only_regular_files_of_a_submission(tmp_path):
     os.close(fd)
     (tmp_path / "d" / "near.txt").write_text("kept")
     try:
-        files = grade._files(tmp_path)
+        files = _files(tmp_path)
     finally:
         subprocess.run(["rm", "-rf", str(tmp_path / "d")], check=True)
     assert set(files) == {"answer.ipynb", "d/near.txt"}
