@@ -64,3 +64,22 @@ def test_every_module_is_reachable_from_nnh_and_warmed_for_kernels():
     assert nnh.training.fit is nnh.training.fit and nnh.set_seed is nnh._tf.set_seed
     with pytest.raises(AttributeError, match="no attribute 'trainer'"):
         nnh.trainer  # noqa: B018
+
+
+def test_the_grader_is_a_package_of_short_functions():
+    """nnh/grade/ can be audited: no function longer than 80 lines, no class defined
+    inside a function (the page Grading a class promises both)."""
+    import ast
+    import pathlib
+
+    from nnh import grade
+
+    long, nested = [], []
+    for path in sorted(pathlib.Path(grade.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if node.end_lineno - node.lineno + 1 > 80:
+                    long.append(f"{path.name}:{node.name}")
+                nested += [f"{path.name}:{node.name}.{c.name}" for c in ast.walk(node) if isinstance(c, ast.ClassDef)]
+    assert len(list(pathlib.Path(grade.__file__).parent.glob("*.py"))) >= 10
+    assert long == [] and nested == []

@@ -118,42 +118,16 @@ def _grade(args: argparse.Namespace, out) -> int:
     notebooks = sorted(n for n in source_files if n.endswith(".ipynb") and "/" not in n)
     if not notebooks:
         raise GradeError(f"no notebooks in the source folder {source_dir}")
-    students = find_students(course, assignment)
-    if args.student:
-        unknown = sorted(set(args.student) - set(students))
-        if unknown:
-            raise GradeError(f"no submission of {assignment!r} for: {', '.join(unknown)}")
-        students = [s for s in students if s in set(args.student)]
+    students = _students(args, course)
     template = template_gradebook(course, assignment)
     manifest = load_manifest(course, assignment)
-    graded_before = gradebook_scores(course, assignment)
-    limited = args.sandbox == "limits" and os.geteuid() == 0 and args.user
-    if limited and not args.scheduler and not sandbox_user_usable(args.user):
-        raise GradeError(unusable_user_error(args.user))
-    if limited and course.root.stat().st_mode & 0o005:
-        print(f"note: {course.root} is readable by others, so also by the sandbox user {args.user!r}: "
-              "`chmod o-rx` it to hide the course (solutions, gradebook) from student code", file=sys.stderr)
-
+    _check_sandbox_user(args, course)
     limits = grading_limits(course, args.timeout, args.memory, args.user, args.max_output, args.sandbox)
     wall = args.timeout + 60  # the notebook's limit, plus starting the kernel and the feedback
-
-    todo, payloads = [], {}
-    hide_tests = hide_tests_setting(course, args.hide_tests)
-    for student in students:
-        payload = make_payload(course, assignment, student, source_files, template, limits, hide_tests=hide_tests)
-        record = manifest.get(student)
-        if (not args.force and record and record.get("digest") == payload["digest"] and student in graded_before):
-            continue
-        payloads[student] = payload
-        todo.append(student)
-    skipped = len(students) - len(todo)
-    if skipped:
-        print(f"{skipped} student(s) skipped: submission unchanged since last grading (use --force)", file=out)
-
-    if todo and args.preflight:
+    payloads = _payloads(args, course, students, source_files, template, limits, manifest, out)
+    if payloads and args.preflight:
         preflight(args, course, assignment, source_files, template, limits, wall, manifest, out)
-    progress = Progress(len(todo))
-    interrupted = False
+    progress = Progress(len(payloads))
     merge_state = {"merging": False, "ctrl_c": False}
 
     def finish(result: dict) -> None:
@@ -172,25 +146,73 @@ def _grade(args: argparse.Namespace, out) -> int:
         if merge_state["ctrl_c"]:
             raise KeyboardInterrupt
 
+    interrupted = False
     try:
         with _deferred_ctrl_c(merge_state):
-            if todo and args.scheduler:
-                _grade_on_dask(args.scheduler, [payloads[s] for s in todo], wall, finish)
-            elif todo:
-                _grade_locally(args.jobs, [payloads[s] for s in todo], wall, finish)
+            if payloads and args.scheduler:
+                _grade_on_dask(args.scheduler, list(payloads.values()), wall, finish)
+            elif payloads:
+                _grade_locally(args.jobs, list(payloads.values()), wall, finish)
     except KeyboardInterrupt:
         interrupted = True
         print(f"\ninterrupted: {progress.done} student(s) graded and kept, "
-              f"{len(todo) - progress.done} left as they were", file=sys.stderr)
+              f"{len(payloads) - progress.done} left as they were", file=sys.stderr)
+    _report(args, course, students, manifest, out)
+    return 130 if interrupted else 0
 
-    scores = gradebook_scores(course, assignment)
+
+def _students(args: argparse.Namespace, course) -> list[str]:
+    """The students to consider: every one who submitted, or those of ``--student``."""
+    students = find_students(course, args.assignment)
+    if args.student:
+        unknown = sorted(set(args.student) - set(students))
+        if unknown:
+            raise GradeError(f"no submission of {args.assignment!r} for: {', '.join(unknown)}")
+        students = [s for s in students if s in set(args.student)]
+    return students
+
+
+def _check_sandbox_user(args: argparse.Namespace, course) -> None:
+    """``--sandbox limits`` as root: the ``--user`` must be able to run the kernel, and
+    the instructor is told when that user can read the course."""
+    limited = args.sandbox == "limits" and os.geteuid() == 0 and args.user
+    if limited and not args.scheduler and not sandbox_user_usable(args.user):
+        raise GradeError(unusable_user_error(args.user))
+    if limited and course.root.stat().st_mode & 0o005:
+        print(f"note: {course.root} is readable by others, so also by the sandbox user {args.user!r}: "
+              "`chmod o-rx` it to hide the course (solutions, gradebook) from student code", file=sys.stderr)
+
+
+def _payloads(args: argparse.Namespace, course, students: list[str], source_files: dict, template: bytes,
+              limits: dict, manifest: dict, out) -> dict[str, dict]:
+    """The task of each student to grade (student -> payload), in order: all of them with
+    ``--force``, else those whose submission or grading set-up changed since last time."""
+    graded_before = gradebook_scores(course, args.assignment)
+    hide_tests = hide_tests_setting(course, args.hide_tests)
+    payloads = {}
+    for student in students:
+        payload = make_payload(course, args.assignment, student, source_files, template, limits,
+                               hide_tests=hide_tests)
+        record = manifest.get(student)
+        if not args.force and record and record.get("digest") == payload["digest"] and student in graded_before:
+            continue
+        payloads[student] = payload
+    skipped = len(students) - len(payloads)
+    if skipped:
+        print(f"{skipped} student(s) skipped: submission unchanged since last grading (use --force)", file=out)
+    return payloads
+
+
+def _report(args: argparse.Namespace, course, students: list[str], manifest: dict, out) -> None:
+    """The CSV (``--csv``) and the one-line summary, from the course gradebook."""
+    scores = gradebook_scores(course, args.assignment)
     rows = []
     for student in students:
         record = manifest.get(student)
         if record is None or student not in scores:
             continue
         score, max_score = scores[student]
-        rows.append({"student_id": student, "assignment": assignment, "score": score, "max_score": max_score,
+        rows.append({"student_id": student, "assignment": args.assignment, "score": score, "max_score": max_score,
                      "status": record["status"]})
     if args.csv:
         with open(args.csv, "w", newline="") as fh:
@@ -198,8 +220,8 @@ def _grade(args: argparse.Namespace, out) -> int:
             writer.writeheader()
             writer.writerows(rows)
     counts = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
-    print(f"{assignment}: {len(rows)} student(s): " + ", ".join(f"{v} {k}" for k, v in counts.items() if v), file=out)
-    return 130 if interrupted else 0
+    print(f"{args.assignment}: {len(rows)} student(s): " + ", ".join(f"{v} {k}" for k, v in counts.items() if v),
+          file=out)
 
 
 def main(argv: list[str] | None = None) -> int:

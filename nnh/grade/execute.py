@@ -10,8 +10,14 @@ from __future__ import annotations
 import json
 import os
 
+from nbclient.exceptions import DeadKernelError
+from nbclient.util import ensure_async as _ensure_async
+from nbformat.notebooknode import NotebookNode
+from nbgrader import utils
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+
 from nnh.grade.box import _Box
-from nnh.grade.guard import DEEP_GUARDED, GUARD_UNAVAILABLE, SHADOW_GUARDED, _VOLATILE_BUILTINS, _integrity_guard
+from nnh.grade.guard import DEEP_GUARDED, GUARD_UNAVAILABLE, KERNEL_FUNCTIONS, SHADOW_GUARDED, _VOLATILE_BUILTINS
 
 
 OUTPUT_NOTE = "[nnh grade: output truncated: it passed"
@@ -34,278 +40,278 @@ def _output_size(content: dict) -> int:
     return size
 
 
-def _preprocessors():
-    """nbgrader preprocessors used by the worker (imported lazily: nbgrader is heavy)."""
-    from nbclient.exceptions import DeadKernelError
-    from nbclient.util import ensure_async as _ensure_async
-    from nbformat.notebooknode import NotebookNode
-    from nbgrader import utils
-    from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 
-    class SandboxExecute(Execute):
-        """nbgrader's ``Execute`` with three changes, so that one bad cell costs only
-        what it must:
+class SandboxExecute(Execute):
+    """nbgrader's ``Execute`` with three changes, so that one bad cell costs only
+    what it must:
 
-        * a dying kernel does not lose the grades of the cells that ran before: the
-          cell that killed it and every later code cell get an error output;
-        * the notebook has a time budget (``notebook_timeout``): each cell gets at most
-          what is left of it, and once it is spent the remaining cells are not run;
-        * a cell that cannot be stopped (it ignores the interrupt) ends the run like
-          a dead kernel, instead of failing the whole notebook;
-        * output is capped as it arrives (``cell_output`` and ``notebook_output``
-          bytes): what passes a cap is dropped, with one note in the cell, so a
-          flood of ``print`` or ``display`` cannot fill the grader's memory or the
-          disk.  Errors are always kept (shortened): they decide the points;
-        * an integrity guard (:func:`_integrity_guard`, when ``guard`` is set): before
-          the first cell a silent request snapshots what the tests rely on, and before
-          and after every test cell a silent request with a fresh challenge checks it;
-          a change (or a check that does not answer correctly) ends the run: that test
-          cell and every later one get a ``TamperingDetected`` error (zero points).
-        """
+    * a dying kernel does not lose the grades of the cells that ran before: the
+      cell that killed it and every later code cell get an error output;
+    * the notebook has a time budget (``notebook_timeout``): each cell gets at most
+      what is left of it, and once it is spent the remaining cells are not run;
+    * a cell that cannot be stopped (it ignores the interrupt) ends the run like
+      a dead kernel, instead of failing the whole notebook;
+    * output is capped as it arrives (``cell_output`` and ``notebook_output``
+      bytes): what passes a cap is dropped, with one note in the cell, so a
+      flood of ``print`` or ``display`` cannot fill the grader's memory or the
+      disk.  Errors are always kept (shortened): they decide the points;
+    * an integrity guard (:func:`nnh.grade.guard._integrity_guard`, when ``guard`` is set): before
+      the first cell a silent request snapshots what the tests rely on, and before
+      and after every test cell a silent request with a fresh challenge checks it;
+      a change (or a check that does not answer correctly) ends the run: that test
+      cell and every later one get a ``TamperingDetected`` error (zero points).
+    """
 
-        sandbox_owner = None  # (uid, gid) that gets the notebook's folder, when grading as root
-        box_run = None  # the boxed kernel's connection folder: sealed once the kernel is up
-        notebook_timeout = None  # seconds for all cells together (None: no budget)
-        guard = None  # (modules, aliases) to guard, from the source notebook (None: no runtime guard)
-        cell_output = None  # bytes of output one cell keeps (None: no cap)
-        notebook_output = None  # bytes of output the notebook keeps (None: no cap)
+    sandbox_owner = None  # (uid, gid) that gets the notebook's folder, when grading as root
+    box_run = None  # the boxed kernel's connection folder: sealed once the kernel is up
+    notebook_timeout = None  # seconds for all cells together (None: no budget)
+    guard = None  # (modules, aliases) to guard, from the source notebook (None: no runtime guard)
+    cell_output = None  # bytes of output one cell keeps (None: no cap)
+    notebook_output = None  # bytes of output the notebook keeps (None: no cap)
 
-        def preprocess(self, nb, resources=None, km=None):
-            self._nnh_output = {"notebook": 0, "cells": {}, "truncated": set()}
-            self._nnh_dead = None
-            self._nnh_why = ""
-            self._nnh_start = None
-            self._nnh_cell_timeout = self.timeout
-            self._nnh_guard = None  # (name in builtins, key) once the guard is installed; False: unavailable
-            path = (resources or {}).get("metadata", {}).get("path")
-            if self.sandbox_owner and path and os.path.isdir(path):
-                os.chown(path, *self.sandbox_owner)  # the kernel's working folder, and nothing else
-            try:
-                return super().preprocess(nb, resources, km)
-            except Exception:
-                if self._nnh_dead is None:
-                    raise
-                return nb, resources  # shutting down a dead or stuck kernel may fail too
+    def preprocess(self, nb, resources=None, km=None):
+        self._nnh_output = {"notebook": 0, "cells": {}, "truncated": set()}
+        self._nnh_dead = None
+        self._nnh_why = ""
+        self._nnh_start = None
+        self._nnh_cell_timeout = self.timeout
+        self._nnh_guard = None  # (name in builtins, key) once the guard is installed; False: unavailable
+        path = (resources or {}).get("metadata", {}).get("path")
+        if self.sandbox_owner and path and os.path.isdir(path):
+            os.chown(path, *self.sandbox_owner)  # the kernel's working folder, and nothing else
+        try:
+            return super().preprocess(nb, resources, km)
+        except Exception:
+            if self._nnh_dead is None:
+                raise
+            return nb, resources  # shutting down a dead or stuck kernel may fail too
 
-        async def async_start_new_kernel_client(self):
-            client = await super().async_start_new_kernel_client()
-            if self.box_run and _Box.current is not None:
-                _Box.current.seal(self.box_run)
-            return client
+    async def async_start_new_kernel_client(self):
+        client = await super().async_start_new_kernel_client()
+        if self.box_run and _Box.current is not None:
+            _Box.current.seal(self.box_run)
+        return client
 
-        def _stop(self, cell, index, ename, why):
-            self._nnh_dead = cell.metadata.get("nbgrader", {}).get("grade_id") or f"#{index + 1}"
-            self._nnh_why = ename
-            cell.outputs = list(cell.get("outputs", [])) + [_error(ename, why)]
-            return cell, self.resources
+    def _stop(self, cell, index, ename, why):
+        self._nnh_dead = cell.metadata.get("nbgrader", {}).get("grade_id") or f"#{index + 1}"
+        self._nnh_why = ename
+        cell.outputs = list(cell.get("outputs", [])) + [_error(ename, why)]
+        return cell, self.resources
 
-        # -- the integrity guard: silent requests the notebook does not record
+    # -- the integrity guard: silent requests the notebook does not record
 
-        def _silent(self, code, expressions, timeout):
-            """Run ``code`` silently (no output, no history, no execution count) and
-            evaluate ``expressions``; their text values, or None without an answer."""
-            import ast as _ast
-            import time as _time
-            from queue import Empty
+    def _silent(self, code, expressions, timeout):
+        """Run ``code`` silently (no output, no history, no execution count) and
+        evaluate ``expressions``; their text values, or None without an answer."""
+        import ast as _ast
+        import time as _time
+        from queue import Empty
 
-            from jupyter_core.utils import run_sync
+        from jupyter_core.utils import run_sync
 
-            msg_id = self.kc.execute(code, silent=True, store_history=False, user_expressions=expressions,
-                                     allow_stdin=False)
+        msg_id = self.kc.execute(code, silent=True, store_history=False, user_expressions=expressions,
+                                 allow_stdin=False)
 
-            async def reply():
-                deadline = _time.monotonic() + timeout
-                while _time.monotonic() < deadline:
-                    try:
-                        msg = await _ensure_async(self.kc.shell_channel.get_msg(timeout=1))
-                    except Empty:
-                        await self._async_check_alive()
-                        continue
-                    if msg["parent_header"].get("msg_id") == msg_id:
-                        return msg
-                return None
-
-            msg = run_sync(reply)()
-            if msg is None or msg["content"].get("status") != "ok":
-                return None
-            values = {}
-            for key, value in msg["content"].get("user_expressions", {}).items():
+        async def reply():
+            deadline = _time.monotonic() + timeout
+            while _time.monotonic() < deadline:
                 try:
-                    values[key] = _ast.literal_eval(value["data"]["text/plain"])
-                except (KeyError, TypeError, ValueError, SyntaxError):
-                    values[key] = None
-            return values
+                    msg = await _ensure_async(self.kc.shell_channel.get_msg(timeout=1))
+                except Empty:
+                    await self._async_check_alive()
+                    continue
+                if msg["parent_header"].get("msg_id") == msg_id:
+                    return msg
+            return None
 
-        def _install_guard(self, timeout):
-            import inspect
-            import secrets
-
-            modules, aliases = self.guard
-            name, temporary = "_" + secrets.token_hex(12), "_" + secrets.token_hex(12)
-            code = (inspect.getsource(_integrity_guard) + f"{temporary} = _integrity_guard({name!r}, "
-                    f"{modules!r}, {aliases!r}, {SHADOW_GUARDED!r}, {DEEP_GUARDED!r}, {_VOLATILE_BUILTINS!r})\n"
-                    "del _integrity_guard\n")
-            values = self._silent(code, {"key": f"globals().pop({temporary!r})"}, timeout)
-            key = (values or {}).get("key")
-            if not isinstance(key, str):
-                self._nnh_guard = False
-                self.log.warning(GUARD_UNAVAILABLE)
-                return
-            self._nnh_guard = (name, bytes.fromhex(key))
-
-        def _check_guard(self):
-            """None if nothing the tests rely on changed, else what changed."""
-            import hashlib
-            import hmac
-            import secrets
-
-            name, key = self._nnh_guard
-            challenge = secrets.token_hex(16)
-            values = self._silent("", {"r": f"{name}({challenge!r})"}, 60)
-            answer = (values or {}).get("r")
-            token, _, reasons = answer.partition("\n") if isinstance(answer, str) else ("", "", "")
-
-            def expected(verdict):
-                return hmac.new(key, f"{challenge}:{verdict}".encode(), hashlib.sha256).hexdigest()
-
-            if hmac.compare_digest(token, expected("ok")):
-                return None
-            if hmac.compare_digest(token, expected("tampered")):
-                return "; ".join(reasons.splitlines()) or "a change"
-            return "the integrity check did not answer as it must (it was removed or replaced)"
-
-        # -- the output caps
-
-        def output(self, outs, msg, display_id, cell_index):
-            content = msg.get("content", {})
-            if msg.get("msg_type") == "error":  # never dropped: it decides the points
-                content["evalue"] = _shorten(str(content.get("evalue", "")), OUTPUT_ERROR_CHARS)
-                content["traceback"] = [_shorten(str(line), OUTPUT_ERROR_CHARS)
-                                        for line in list(content.get("traceback") or [])[-OUTPUT_TRACEBACK_LINES:]]
-                return super().output(outs, msg, display_id, cell_index)
-            size = _output_size(content)
-            used = self._nnh_output
-            cell_used = used["cells"].get(cell_index, 0)
-            budgets = ((self.cell_output, cell_used, "this cell's"), (self.notebook_output, used["notebook"],
-                                                                      "the notebook's"))
-            over = [(cap, spent, what) for cap, spent, what in budgets if cap is not None and spent + size > cap]
-            out, keep = None, not over
-            if over and msg.get("msg_type") == "stream" and isinstance(content.get("text"), str):
-                room = max(min(cap - spent for cap, spent, _ in over), 0)
-                content["text"], size = content["text"][:room], room  # the part that fits
-                keep = size > 0
-            if keep:
-                used["cells"][cell_index] = cell_used + size
-                used["notebook"] += size
-                out = super().output(outs, msg, display_id, cell_index)
-            if over and cell_index not in used["truncated"]:
-                used["truncated"].add(cell_index)
-                cap, _, what = over[0]
-                # display data: never merged into the student's streams, nor cut by LimitOutput
-                outs.append(NotebookNode(output_type="display_data", metadata={}, data={
-                    "text/plain": f"{OUTPUT_NOTE} {what} limit of {cap / 2**20:g} MB; the rest was not kept]"}))
-            return out
-
-        def _update_display_id(self, display_id, msg):
-            # an update replaces an output in place: it must fit the cell's cap on its own
-            if self.cell_output is not None and _output_size(msg.get("content", {})) > self.cell_output:
-                return None
-            return super()._update_display_id(display_id, msg)
-
-        def _guarded(self, cell, index, when):
-            """Run the integrity check; on a change, stop here (a ``TamperingDetected`` error)."""
-            if not self._nnh_guard or cell.cell_type != "code" or not utils.is_grade(cell):
-                return None
+        msg = run_sync(reply)()
+        if msg is None or msg["content"].get("status") != "ok":
+            return None
+        values = {}
+        for key, value in msg["content"].get("user_expressions", {}).items():
             try:
-                change = self._check_guard()
+                values[key] = _ast.literal_eval(value["data"]["text/plain"])
+            except (KeyError, TypeError, ValueError, SyntaxError):
+                values[key] = None
+        return values
+
+    def _install_guard(self, timeout):
+        import inspect
+        import secrets
+
+        modules, aliases = self.guard
+        name, temporary = "_" + secrets.token_hex(12), "_" + secrets.token_hex(12)
+        code = ("".join(inspect.getsource(function) + "\n" for function in KERNEL_FUNCTIONS)
+                + f"try:\n    {temporary} = _integrity_guard({name!r}, {modules!r}, {aliases!r}, "
+                f"{SHADOW_GUARDED!r}, {DEEP_GUARDED!r}, {_VOLATILE_BUILTINS!r})\n"
+                f"finally:\n    del {', '.join(function.__name__ for function in KERNEL_FUNCTIONS)}\n")
+        values = self._silent(code, {"key": f"globals().pop({temporary!r})"}, timeout)
+        key = (values or {}).get("key")
+        if not isinstance(key, str):
+            self._nnh_guard = False
+            self.log.warning(GUARD_UNAVAILABLE)
+            return
+        self._nnh_guard = (name, bytes.fromhex(key))
+
+    def _check_guard(self):
+        """None if nothing the tests rely on changed, else what changed."""
+        import hashlib
+        import hmac
+        import secrets
+
+        name, key = self._nnh_guard
+        challenge = secrets.token_hex(16)
+        values = self._silent("", {"r": f"{name}({challenge!r})"}, 60)
+        answer = (values or {}).get("r")
+        token, _, reasons = answer.partition("\n") if isinstance(answer, str) else ("", "", "")
+
+        def expected(verdict):
+            return hmac.new(key, f"{challenge}:{verdict}".encode(), hashlib.sha256).hexdigest()
+
+        if hmac.compare_digest(token, expected("ok")):
+            return None
+        if hmac.compare_digest(token, expected("tampered")):
+            return "; ".join(reasons.splitlines()) or "a change"
+        return "the integrity check did not answer as it must (it was removed or replaced)"
+
+    # -- the output caps
+
+    def output(self, outs, msg, display_id, cell_index):
+        content = msg.get("content", {})
+        if msg.get("msg_type") == "error":  # never dropped: it decides the points
+            content["evalue"] = _shorten(str(content.get("evalue", "")), OUTPUT_ERROR_CHARS)
+            content["traceback"] = [_shorten(str(line), OUTPUT_ERROR_CHARS)
+                                    for line in list(content.get("traceback") or [])[-OUTPUT_TRACEBACK_LINES:]]
+            return super().output(outs, msg, display_id, cell_index)
+        size = _output_size(content)
+        used = self._nnh_output
+        cell_used = used["cells"].get(cell_index, 0)
+        budgets = ((self.cell_output, cell_used, "this cell's"), (self.notebook_output, used["notebook"],
+                                                                  "the notebook's"))
+        over = [(cap, spent, what) for cap, spent, what in budgets if cap is not None and spent + size > cap]
+        out, keep = None, not over
+        if over and msg.get("msg_type") == "stream" and isinstance(content.get("text"), str):
+            room = max(min(cap - spent for cap, spent, _ in over), 0)
+            content["text"], size = content["text"][:room], room  # the part that fits
+            keep = size > 0
+        if keep:
+            used["cells"][cell_index] = cell_used + size
+            used["notebook"] += size
+            out = super().output(outs, msg, display_id, cell_index)
+        if over and cell_index not in used["truncated"]:
+            used["truncated"].add(cell_index)
+            cap, _, what = over[0]
+            # display data: never merged into the student's streams, nor cut by LimitOutput
+            outs.append(NotebookNode(output_type="display_data", metadata={}, data={
+                "text/plain": f"{OUTPUT_NOTE} {what} limit of {cap / 2**20:g} MB; the rest was not kept]"}))
+        return out
+
+    def _update_display_id(self, display_id, msg):
+        # an update replaces an output in place: it must fit the cell's cap on its own
+        if self.cell_output is not None and _output_size(msg.get("content", {})) > self.cell_output:
+            return None
+        return super()._update_display_id(display_id, msg)
+
+    def _guarded(self, cell, index, when):
+        """Run the integrity check; on a change, stop here (a ``TamperingDetected`` error)."""
+        if not self._nnh_guard or cell.cell_type != "code" or not utils.is_grade(cell):
+            return None
+        try:
+            change = self._check_guard()
+        except DeadKernelError:
+            return self._stop(cell, index, "KernelDied", "the kernel died before this cell")
+        if change is None:
+            return None
+        if when == "before":
+            cell.outputs = []
+        return self._stop(cell, index, "TamperingDetected",
+                          f"the integrity check {when} this test cell found: {change}")
+
+    def preprocess_cell(self, cell, resources, index):
+        import time as _time
+
+        if self._nnh_dead is not None:
+            if cell.cell_type == "code":
+                reason = {"KernelDied": "the kernel died", "TamperingDetected": "tampering was detected"}.get(
+                    self._nnh_why, "the notebook ran out of time")
+                cell.outputs = [_error(self._nnh_why, f"not run: {reason} in cell {self._nnh_dead}")]
+            return cell, resources
+        if self._nnh_start is None:
+            self._nnh_start = _time.monotonic()
+        if self.guard and self._nnh_guard is None and cell.cell_type == "code":
+            left = (self.notebook_timeout - (_time.monotonic() - self._nnh_start)) if self.notebook_timeout \
+                else None
+            try:
+                self._install_guard(max(1.0, min(max(self._nnh_cell_timeout or 0, 60), left or 1e9)))
             except DeadKernelError:
                 return self._stop(cell, index, "KernelDied", "the kernel died before this cell")
-            if change is None:
-                return None
-            if when == "before":
+        if self.notebook_timeout and cell.cell_type == "code":
+            left = self.notebook_timeout - (_time.monotonic() - self._nnh_start)
+            if left <= 0:
                 cell.outputs = []
-            return self._stop(cell, index, "TamperingDetected",
-                              f"the integrity check {when} this test cell found: {change}")
+                return self._stop(cell, index, "NotebookTimeoutError",
+                                  f"not run: the notebook used up its {self.notebook_timeout:.0f} s time limit")
+            self.timeout = int(max(1, min(self._nnh_cell_timeout or left, left)))
+        stopped = self._guarded(cell, index, "before")
+        if stopped is not None:
+            return stopped
+        try:
+            cell, resources = super().preprocess_cell(cell, resources, index)
+        except DeadKernelError:
+            return self._stop(cell, index, "KernelDied",
+                              "the kernel died while running this cell (os._exit, killing its own process, "
+                              "a crash, or the memory or CPU limit)")
+        except Exception as error:  # noqa: BLE001 - e.g. a cell that ignores the interrupt
+            return self._stop(cell, index, "CellTimeoutError",
+                              f"the cell could not be run or stopped ({type(error).__name__}: "
+                              f"{str(error)[:300]}); the cells after it were not run")
+        stopped = self._guarded(cell, index, "after")
+        return stopped if stopped is not None else (cell, resources)
 
-        def preprocess_cell(self, cell, resources, index):
-            import time as _time
+def _shorten(text, limit):
+    return text if len(text) <= limit else text[:limit] + f"... [{len(text) - limit} characters cut]"
 
-            if self._nnh_dead is not None:
-                if cell.cell_type == "code":
-                    reason = {"KernelDied": "the kernel died", "TamperingDetected": "tampering was detected"}.get(
-                        self._nnh_why, "the notebook ran out of time")
-                    cell.outputs = [_error(self._nnh_why, f"not run: {reason} in cell {self._nnh_dead}")]
-                return cell, resources
-            if self._nnh_start is None:
-                self._nnh_start = _time.monotonic()
-            if self.guard and self._nnh_guard is None and cell.cell_type == "code":
-                left = (self.notebook_timeout - (_time.monotonic() - self._nnh_start)) if self.notebook_timeout \
-                    else None
-                try:
-                    self._install_guard(max(1.0, min(max(self._nnh_cell_timeout or 0, 60), left or 1e9)))
-                except DeadKernelError:
-                    return self._stop(cell, index, "KernelDied", "the kernel died before this cell")
-            if self.notebook_timeout and cell.cell_type == "code":
-                left = self.notebook_timeout - (_time.monotonic() - self._nnh_start)
-                if left <= 0:
-                    cell.outputs = []
-                    return self._stop(cell, index, "NotebookTimeoutError",
-                                      f"not run: the notebook used up its {self.notebook_timeout:.0f} s time limit")
-                self.timeout = int(max(1, min(self._nnh_cell_timeout or left, left)))
-            stopped = self._guarded(cell, index, "before")
-            if stopped is not None:
-                return stopped
-            try:
-                cell, resources = super().preprocess_cell(cell, resources, index)
-            except DeadKernelError:
-                return self._stop(cell, index, "KernelDied",
-                                  "the kernel died while running this cell (os._exit, killing its own process, "
-                                  "a crash, or the memory or CPU limit)")
-            except Exception as error:  # noqa: BLE001 - e.g. a cell that ignores the interrupt
-                return self._stop(cell, index, "CellTimeoutError",
-                                  f"the cell could not be run or stopped ({type(error).__name__}: "
-                                  f"{str(error)[:300]}); the cells after it were not run")
-            stopped = self._guarded(cell, index, "after")
-            return stopped if stopped is not None else (cell, resources)
+def _error(ename, evalue):
+    return NotebookNode(output_type="error", ename=ename, evalue=evalue,
+                        traceback=[f"\x1b[0;31m{ename}\x1b[0m: {evalue}"])
 
-    def _shorten(text, limit):
-        return text if len(text) <= limit else text[:limit] + f"... [{len(text) - limit} characters cut]"
+class StderrIsNotFailure(NbGraderPreprocessor):
+    """Grade cells: turn ``stderr`` stream outputs into ``stdout``, so that
+    warnings and logs do not cost points (``nbgrader.utils.determine_grade``
+    gives zero to any cell with stderr output); errors still do."""
 
-    def _error(ename, evalue):
-        return NotebookNode(output_type="error", ename=ename, evalue=evalue,
-                            traceback=[f"\x1b[0;31m{ename}\x1b[0m: {evalue}"])
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type == "code" and utils.is_grade(cell):
+            for output in cell.outputs:
+                if output.output_type == "stream" and output.name == "stderr":
+                    output.name = "stdout"
+        return cell, resources
 
-    class StderrIsNotFailure(NbGraderPreprocessor):
-        """Grade cells: turn ``stderr`` stream outputs into ``stdout``, so that
-        warnings and logs do not cost points (``nbgrader.utils.determine_grade``
-        gives zero to any cell with stderr output); errors still do."""
+class RestoreOrder(NbGraderPreprocessor):
+    """Put the cells of the source notebook back in the source's order (cells
+    the student added stay right after the cell they followed)."""
 
-        def preprocess_cell(self, cell, resources, index):
-            if cell.cell_type == "code" and utils.is_grade(cell):
-                for output in cell.outputs:
-                    if output.output_type == "stream" and output.name == "stderr":
-                        output.name = "stdout"
-            return cell, resources
+    source_order: dict = {}  # notebook name -> grade_ids in the source's order (set by the worker)
 
-    class RestoreOrder(NbGraderPreprocessor):
-        """Put the cells of the source notebook back in the source's order (cells
-        the student added stay right after the cell they followed)."""
-
-        source_order: dict = {}  # notebook name -> grade_ids in the source's order (set by the worker)
-
-        def preprocess(self, nb, resources):
-            order = type(self).source_order.get(resources["nbgrader"]["notebook"])
-            if not order:
-                return nb, resources
-            rank = {grade_id: i for i, grade_id in enumerate(order) if grade_id}
-            groups: dict[int, list] = {-1: []}
-            current = -1
-            for cell in nb.cells:
-                grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-                if grade_id in rank:
-                    current = rank[grade_id]
-                groups.setdefault(current, []).append(cell)
-            nb.cells = [cell for key in sorted(groups) for cell in groups[key]]
+    def preprocess(self, nb, resources):
+        order = type(self).source_order.get(resources["nbgrader"]["notebook"])
+        if not order:
             return nb, resources
+        rank = {grade_id: i for i, grade_id in enumerate(order) if grade_id}
+        groups: dict[int, list] = {-1: []}
+        current = -1
+        for cell in nb.cells:
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if grade_id in rank:
+                current = rank[grade_id]
+            groups.setdefault(current, []).append(cell)
+        nb.cells = [cell for key in sorted(groups) for cell in groups[key]]
+        return nb, resources
 
-    return SandboxExecute, StderrIsNotFailure, RestoreOrder
+
+def _preprocessors():
+    """The preprocessor classes the worker configures for one student, made afresh
+    (subclasses with their own settings), so that nothing set for one student reaches
+    the next in a long-lived grading process."""
+    return (type("SandboxExecute", (SandboxExecute,), {}), type("StderrIsNotFailure", (StderrIsNotFailure,), {}),
+            type("RestoreOrder", (RestoreOrder,), {"source_order": {}}))

@@ -71,82 +71,92 @@ def scan_cell(source: str, aliases: dict[str, str]) -> list[str]:
         tree = ast.parse(_strip_magics(source))
     except SyntaxError:
         return []  # a syntax error is graded by running it, not a tampering
-    aliases = {**_module_aliases([_strip_magics(source)]), **aliases}  # the cell's own imports count too
-    protected_names = {name for name, module in aliases.items() if module in PROTECTED_MODULES}
-    protected = PROTECTED_BUILTINS | protected_names
-    reasons: list[str] = []
+    scan = _CellScan({**_module_aliases([_strip_magics(source)]), **aliases})  # the cell's own imports count too
+    for statement in tree.body:
+        scan.visit(statement, True)
+    return scan.reasons
 
-    def flag(node: ast.AST, what: str) -> None:
-        reasons.append(f"line {getattr(node, 'lineno', '?')}: {what}")
 
-    def check_target(target: ast.AST, node: ast.AST, top_level: bool) -> None:
+class _CellScan:
+    """The walk of :func:`scan_cell` over one cell's syntax tree."""
+
+    def __init__(self, aliases: dict[str, str]) -> None:
+        self.aliases = aliases
+        self.protected_names = {name for name, module in aliases.items() if module in PROTECTED_MODULES}
+        self.protected = PROTECTED_BUILTINS | self.protected_names
+        self.reasons: list[str] = []
+
+    def flag(self, node: ast.AST, what: str) -> None:
+        self.reasons.append(f"line {getattr(node, 'lineno', '?')}: {what}")
+
+    def check_target(self, target: ast.AST, node: ast.AST, top_level: bool) -> None:
         if isinstance(target, (ast.Tuple, ast.List)):
             for element in target.elts:
-                check_target(element, node, top_level)
+                self.check_target(element, node, top_level)
         elif isinstance(target, ast.Starred):
-            check_target(target.value, node, top_level)
+            self.check_target(target.value, node, top_level)
         elif isinstance(target, (ast.Attribute, ast.Subscript)):
             root = _root_name(target)
-            if root in protected_names or root in {"builtins", "__builtins__", "sys"}:
-                flag(node, f"assigns into {ast.unparse(target)} (module {aliases.get(root, root)!r})")
-        elif isinstance(target, ast.Name) and top_level and target.id in protected:
-            flag(node, f"rebinds {target.id!r}, which the tests rely on")
+            if root in self.protected_names or root in {"builtins", "__builtins__", "sys"}:
+                self.flag(node, f"assigns into {ast.unparse(target)} (module {self.aliases.get(root, root)!r})")
+        elif isinstance(target, ast.Name) and top_level and target.id in self.protected:
+            self.flag(node, f"rebinds {target.id!r}, which the tests rely on")
 
-    def visit(node: ast.AST, top_level: bool) -> None:
+    def visit(self, node: ast.AST, top_level: bool) -> None:
         if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
             targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
             for target in targets:
-                check_target(target, node, top_level)
+                self.check_target(target, node, top_level)
         elif isinstance(node, (ast.For, ast.AsyncFor, ast.With, ast.AsyncWith, ast.NamedExpr)):
             targets = ([node.target] if isinstance(node, (ast.For, ast.AsyncFor, ast.NamedExpr))
                        else [item.optional_vars for item in node.items if item.optional_vars is not None])
             for target in targets:
-                check_target(target, node, top_level)
+                self.check_target(target, node, top_level)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            if top_level and node.name in protected:
-                flag(node, f"defines {node.name!r}, which the tests rely on")
+            if top_level and node.name in self.protected:
+                self.flag(node, f"defines {node.name!r}, which the tests rely on")
             for child in ast.iter_child_nodes(node):
-                visit(child, False)
+                self.visit(child, False)
             return
         elif isinstance(node, ast.Global):
             for name in node.names:
-                if name in protected:
-                    flag(node, f"declares global {name!r}, which the tests rely on")
+                if name in self.protected:
+                    self.flag(node, f"declares global {name!r}, which the tests rely on")
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-            for name in names:
-                if name.split(".")[0] in FORBIDDEN_IMPORTS:
-                    flag(node, f"imports {name!r}")
-            if top_level:
-                for alias in node.names:
-                    bound = alias.asname or alias.name.split(".")[0]
-                    module = alias.name.split(".")[0] if isinstance(node, ast.Import) else (node.module or "")
-                    if bound in PROTECTED_BUILTINS or (bound in protected_names and aliases.get(bound) not in
-                                                       {module.split(".")[0], None}):
-                        flag(node, f"rebinds {bound!r} by an import")
+            self.check_import(node, top_level)
         elif isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_ATTRIBUTES:
             if not (node.attr == "__class__" and isinstance(node.ctx, ast.Load)):
-                flag(node, f"uses {ast.unparse(node)!r}")
+                self.flag(node, f"uses {ast.unparse(node)!r}")
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FORBIDDEN_CALLS:
-            first = node.args[0] if node.args else None
-            if node.func.id in {"setattr", "delattr"} and isinstance(first, ast.Name) and first.id in {"self", "cls"}:
-                for child in [*node.args, *node.keywords]:  # setattr(self, ...) is an ordinary method
-                    visit(child, top_level)
-                return
-            flag(node, f"calls {node.func.id}()")
-            for child in [*node.args, *node.keywords]:
-                visit(child, top_level)
+            self.check_call(node, top_level)
             return
         elif isinstance(node, ast.Name) and node.id in FORBIDDEN_CALLS and isinstance(node.ctx, ast.Load):
-            flag(node, f"uses {node.id!r}")
+            self.flag(node, f"uses {node.id!r}")
         elif isinstance(node, ast.Name) and node.id in {"__builtins__", "builtins"}:
-            flag(node, f"uses {node.id!r}")
+            self.flag(node, f"uses {node.id!r}")
         for child in ast.iter_child_nodes(node):
-            visit(child, top_level)
+            self.visit(child, top_level)
 
-    for statement in tree.body:
-        visit(statement, True)
-    return reasons
+    def check_import(self, node: ast.Import | ast.ImportFrom, top_level: bool) -> None:
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+        for name in names:
+            if name.split(".")[0] in FORBIDDEN_IMPORTS:
+                self.flag(node, f"imports {name!r}")
+        if not top_level:
+            return
+        for alias in node.names:
+            bound = alias.asname or alias.name.split(".")[0]
+            module = alias.name.split(".")[0] if isinstance(node, ast.Import) else (node.module or "")
+            if bound in PROTECTED_BUILTINS or (bound in self.protected_names and self.aliases.get(bound) not in
+                                               {module.split(".")[0], None}):
+                self.flag(node, f"rebinds {bound!r} by an import")
+
+    def check_call(self, node: ast.Call, top_level: bool) -> None:
+        first = node.args[0] if node.args else None
+        if not (node.func.id in {"setattr", "delattr"} and isinstance(first, ast.Name) and first.id in {"self", "cls"}):
+            self.flag(node, f"calls {node.func.id}()")  # setattr(self, ...) is an ordinary method
+        for child in [*node.args, *node.keywords]:
+            self.visit(child, top_level)
 
 
 def scan_notebook(submitted, source) -> list[tuple[str | None, int, list[str]]]:

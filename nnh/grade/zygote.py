@@ -185,9 +185,7 @@ def _zygote(argv: list[str]) -> int:
     connection on the listening Unix socket ``FD`` (see :func:`_kernel_from_zygote`).
     A kernel is killed when its launcher's connection closes; the launcher gets
     the kernel's exit status when it ends.  Runs until its parent dies."""
-    import importlib
     import selectors
-    import signal
     import socket
 
     _die_with_parent()
@@ -196,6 +194,28 @@ def _zygote(argv: list[str]) -> int:
     server = socket.socket(fileno=int(argv[0]))
     boxed = argv[1:2] == ["--box"]  # in a box of its own (see _Box), cleared between kernels
     shared = argv[2] if boxed else ""
+    _warm_up(boxed)
+    selector = selectors.DefaultSelector()
+    selector.register(server, selectors.EVENT_READ, ("accept", 0))
+    kernels: dict[int, tuple] = {}  # pid -> (connection, pidfd)
+    while True:
+        # a launcher connects only after the previous one ended: its end comes first
+        for key, _ in sorted(selector.select(), key=lambda event: event[0].data[0] == "accept"):
+            what, pid = key.data
+            if what == "accept":
+                _fork_kernel(server, selector, kernels)
+            elif _stale(key.fileobj, kernels.get(pid), what):
+                continue  # handled earlier in this batch (the kernel ended and its launcher went)
+            elif what == "exit":
+                _kernel_ended(selector, kernels, pid, shared)
+            else:
+                _launcher_gone(selector, kernels, pid, shared)
+
+
+def _warm_up(boxed: bool) -> None:
+    """Import what every kernel imports, then make this process undumpable."""
+    import importlib
+
     if boxed:
         os.makedirs(ZYGOTE_HOME, mode=0o700, exist_ok=True)
     os.environ.setdefault("MPLBACKEND", INLINE_BACKEND)
@@ -207,66 +227,73 @@ def _zygote(argv: list[str]) -> int:
     # a kernel runs as the grader's user when it cannot run as another one: it must
     # not reach into the zygote's memory (ptrace, /proc/PID/mem) to change the next kernels
     _set_dumpable(False)
-    selector = selectors.DefaultSelector()
-    selector.register(server, selectors.EVENT_READ, ("accept", 0))
-    kernels: dict[int, tuple] = {}  # pid -> (connection, pidfd)
-    while True:
-        # a launcher connects only after the previous one ended: its end comes first
-        for key, _ in sorted(selector.select(), key=lambda event: event[0].data[0] == "accept"):
-            what, pid = key.data
-            if what != "accept" and _stale(key.fileobj, kernels.get(pid), what):
-                continue  # handled earlier in this batch (the kernel ended and its launcher went)
-            if what == "accept":
-                conn, _ = server.accept()
-                try:
-                    data, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
-                    request = json.loads(data)
-                except (OSError, ValueError):
-                    conn.close()
-                    continue
-                if len(fds) != 3:
-                    for fd in fds:
-                        os.close(fd)
-                    conn.close()
-                    continue
-                pid = os.fork()
-                if pid == 0:
-                    _become_kernel(request, fds, [selector, server, conn, *(x for k in kernels.values() for x in k)])
-                for fd in fds:
-                    os.close(fd)
-                pidfd = os.pidfd_open(pid)
-                kernels[pid] = (conn, pidfd)
-                selector.register(pidfd, selectors.EVENT_READ, ("exit", pid))
-                selector.register(conn, selectors.EVENT_READ, ("hangup", pid))
-                try:
-                    conn.send(str(pid).encode())
-                except OSError:
-                    pass  # the launcher is gone: "hangup" kills the kernel
-            elif what == "exit":
-                conn, pidfd = kernels.pop(pid)
-                selector.unregister(pidfd)
-                os.close(pidfd)
-                _, status = os.waitpid(pid, 0)
-                if boxed and not kernels:
-                    _clear_box(shared)
-                if conn.fileno() >= 0:
-                    selector.unregister(conn)
-                    try:
-                        conn.send(str(os.waitstatus_to_exitcode(status)).encode())
-                    except OSError:
-                        pass
-                    conn.close()
-            else:  # "hangup": the launcher is gone (jupyter_client killed it): so is its kernel
-                conn = kernels[pid][0]
-                selector.unregister(conn)
-                conn.close()
-                for kill in (os.killpg, os.kill):
-                    try:
-                        kill(pid, signal.SIGKILL)
-                    except (ProcessLookupError, PermissionError):
-                        pass
-                if boxed and len(kernels) == 1:
-                    _clear_box(shared)  # the kernel too: its "exit" then finds it dead
+
+
+def _fork_kernel(server, selector, kernels: dict[int, tuple]) -> None:
+    """A launcher connected: read its request and its stdin/stdout/stderr, fork the
+    kernel (:func:`_become_kernel`) and answer with its pid."""
+    import selectors
+    import socket
+
+    conn, _ = server.accept()
+    try:
+        data, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+        request = json.loads(data)
+    except (OSError, ValueError):
+        conn.close()
+        return
+    if len(fds) != 3:
+        for fd in fds:
+            os.close(fd)
+        conn.close()
+        return
+    pid = os.fork()
+    if pid == 0:
+        _become_kernel(request, fds, [selector, server, conn, *(x for k in kernels.values() for x in k)])
+    for fd in fds:
+        os.close(fd)
+    pidfd = os.pidfd_open(pid)
+    kernels[pid] = (conn, pidfd)
+    selector.register(pidfd, selectors.EVENT_READ, ("exit", pid))
+    selector.register(conn, selectors.EVENT_READ, ("hangup", pid))
+    try:
+        conn.send(str(pid).encode())
+    except OSError:
+        pass  # the launcher is gone: "hangup" kills the kernel
+
+
+def _kernel_ended(selector, kernels: dict[int, tuple], pid: int, shared: str) -> None:
+    """The kernel ``pid`` exited: reap it, clear the box when no kernel is left, and
+    send its exit code to its launcher."""
+    conn, pidfd = kernels.pop(pid)
+    selector.unregister(pidfd)
+    os.close(pidfd)
+    _, status = os.waitpid(pid, 0)
+    if shared and not kernels:
+        _clear_box(shared)
+    if conn.fileno() >= 0:
+        selector.unregister(conn)
+        try:
+            conn.send(str(os.waitstatus_to_exitcode(status)).encode())
+        except OSError:
+            pass
+        conn.close()
+
+
+def _launcher_gone(selector, kernels: dict[int, tuple], pid: int, shared: str) -> None:
+    """The launcher of ``pid`` is gone (jupyter_client killed it): so is its kernel."""
+    import signal
+
+    conn = kernels[pid][0]
+    selector.unregister(conn)
+    conn.close()
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    if shared and len(kernels) == 1:
+        _clear_box(shared)  # the kernel too: its "exit" then finds it dead
 
 
 class _Zygote:
