@@ -14,11 +14,14 @@ nbgrader's whole file-system exchange loop around ``nnh grade``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -129,6 +132,62 @@ def test_attackers_leave_nothing_behind(graded):
             pass
     assert not [line for line in running if process in line], "a student's process outlived the run"
     assert not os.path.exists(path) and not os.path.exists("/tmp/nnh-fill"), "a student's file is in /tmp"
+
+
+@contextlib.contextmanager
+def _traversable(paths: list[str]):
+    """Let every user pass (o+x) through the folders above ``paths`` (e.g. a Python under
+    /root, where pyenv puts it); put their modes back afterwards."""
+    changed = {}
+    for path in paths:
+        folder = Path(path).resolve()
+        for parent in [folder, *folder.parents]:
+            mode = parent.stat().st_mode
+            if parent.is_dir() and not mode & 0o001 and parent not in changed:
+                changed[parent] = mode
+                os.chmod(parent, (mode | 0o001) & 0o7777)
+    try:
+        yield
+    finally:
+        for parent, mode in changed.items():
+            os.chmod(parent, mode & 0o7777)
+
+
+@CLASS_GROUP
+def test_root_and_non_root_runs_give_the_same_grades(graded):
+    """The same students graded by an unprivileged grader (bubblewrap in a user namespace,
+    the kernel under the grader's own uid, memory capped as address space, no cgroup) get
+    every test cell's points that the root run gave them, attackers included."""
+    if os.geteuid() != 0:
+        pytest.skip("the other side of the comparison needs root, to run a grader as another user")
+    import pwd
+
+    _, _, book, _ = graded
+    names = ["s01_reference", "s03_wrong", "s25_kills_everyone", "s27_fills_tmp"]
+    nobody = pwd.getpwnam("nobody")
+    folder = Path(tempfile.mkdtemp(prefix="nnh-unprivileged-"))
+    try:
+        course = gradeclass.make_class(folder / "course", names)
+        (folder / "home").mkdir()
+        for parent, dirs, files in os.walk(folder):
+            for name in [parent, *(os.path.join(parent, n) for n in dirs + files)]:
+                os.lchown(name, nobody.pw_uid, nobody.pw_gid)
+        os.chmod(folder, 0o755)
+        environment = {k: v for k, v in nbgrading.env().items() if not k.startswith(("JUPYTER_", "IPYTHON", "XDG_"))}
+        environment.update(HOME=str(folder / "home"), JUPYTER_PLATFORM_DIRS="1", USER="nobody", LOGNAME="nobody")
+        import nnh
+
+        with _traversable([sys.executable, sys.prefix, sys.base_prefix, str(Path(nnh.__file__).parent)]):
+            result = subprocess.run(["runuser", "-u", "nobody", "--", NNH, "grade", A, "--timeout", str(TIMEOUT),
+                                     "--jobs", "2", "--no-preflight", "--csv", "grades.csv"],
+                                    cwd=course, env=environment, capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+        unprivileged = grades(course)
+        assert {name: unprivileged[name] for name in names} == {name: book[name] for name in names}
+        rows = gradeclass.read_csv(course / "grades.csv")
+        assert {name: rows[name]["status"] for name in names} == {name: "ok" for name in names}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @CLASS_GROUP
@@ -297,19 +356,19 @@ def test_interrupted_run_resumes_to_the_same_gradebook(graded, tmp_path):
 def test_ctrl_c_during_a_merge_waits_for_its_end():
     """Ctrl-C interrupts at once, except during a student's merge: then right after it.
     SIGINT is never blocked (a blocked signal goes to another thread and can be lost)."""
-    from nnh.grade import cli, course as courses, pool, settings, task
+    from nnh.grade import pool
 
-    assert threading.current_thread() is threadincli.main_thread()
+    assert threading.current_thread() is threading.main_thread()
     inherited = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh `nnh` process
     mask = signal.pthread_sigmask(signal.SIG_SETMASK, set())
     try:
-        _check_deferred_ctrl_c(g)
+        _check_deferred_ctrl_c(pool)
     finally:
         signal.signal(signal.SIGINT, inherited)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
-def _check_deferred_ctrl_c(g) -> None:
+def _check_deferred_ctrl_c(pool) -> None:
     state = {"merging": False, "ctrl_c": False}
     with pool._deferred_ctrl_c(state):
         assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == set()
@@ -335,7 +394,7 @@ def _check_deferred_ctrl_c(g) -> None:
 
 @pytest.mark.xdist_group("nnh-grade-solo")
 def test_bad_input_is_a_clear_error(tmp_path, capsys, monkeypatch):
-    from nnh.grade import cli, course as courses, pool, settings, task
+    from nnh.grade import cli
 
     monkeypatch.setenv("PATH", nbgrading.env()["PATH"])  # nbgrader runs alembic for a new gradebook
     course = gradeclass.make_class(tmp_path / "c", [])
@@ -374,7 +433,7 @@ def test_a_stuck_or_killed_grader_costs_only_its_student(tmp_path, monkeypatch):
     """The long-lived grading process: a student over the wall-clock limit is
     stopped (status timeout), a grading process killed under a student costs that
     student only (status error), and the next student is graded by a fresh one."""
-    from nnh.grade import cli, course as courses, pool, settings, task
+    from nnh.grade import course as courses, pool, settings, task
 
     monkeypatch.setenv("PATH", nbgrading.env()["PATH"])  # nbgrader runs alembic for a new gradebook
 
