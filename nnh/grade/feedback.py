@@ -40,6 +40,23 @@ def hide_hidden_tests(auto_dir: str) -> dict[str, bytes]:
             changed = True
         if changed:
             originals[path] = blob
-            with open(path, "w", encoding="utf-8") as fh:
-                json.dump(nb, fh)
+            _replace_file(path, json.dumps(nb).encode())
     return originals
+
+
+def put_back(originals: dict[str, bytes]) -> None:
+    """Undo :func:`hide_hidden_tests`: the course's ``autograded/`` keeps everything."""
+    for path, blob in originals.items():
+        _replace_file(path, blob)
+
+
+def _replace_file(path: str, data: bytes) -> None:
+    """Replace the file ``path`` by ``data``, keeping its mode.  nbgrader makes the
+    autograded notebooks read-only (0444), which only root may write through: the new
+    content goes into a file next to it, which then takes its place."""
+    mode = os.stat(path).st_mode & 0o7777
+    part = path + ".nnh-part"
+    with open(part, "wb") as fh:
+        fh.write(data)
+    os.chmod(part, mode)
+    os.replace(part, path)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from nnh.grade.box import _Box, write_kernelspec
 from nnh.grade.confine import _private_home
 from nnh.grade.execute import OUTPUT_NOTE, _preprocessors
-from nnh.grade.feedback import hide_hidden_tests
+from nnh.grade.feedback import hide_hidden_tests, put_back
 from nnh.grade.guard import GUARD_UNAVAILABLE, guarded_modules
 from nnh.grade.scan import scan_notebook
 from nnh.grade.submission import _check_notebooks, _files, _repair_duplicates, _write_files
@@ -342,9 +342,7 @@ def _feedback(student: _Student, api) -> None:
     try:
         feedback = api.generate_feedback(payload["assignment"], payload["student"], force=True)
     finally:
-        for path, blob in originals.items():  # the course's autograded/ keeps everything
-            with open(path, "wb") as fh:
-                fh.write(blob)
+        put_back(originals)
     if not feedback["success"]:
         student.detail("nbgrader generate_feedback failed: " + (feedback.get("error") or "")[-500:])
     keep = set(payload["source_files"]) | set(payload["submitted_files"]) | set(student.sources) | {"timestamp.txt"}
