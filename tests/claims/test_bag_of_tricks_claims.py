@@ -79,12 +79,12 @@ def test_label_smoothing_raises_the_ece_more_than_mixup_and_raises_the_test_loss
 
 
 @pytest.mark.parametrize("config", ["+ L2", "+ dropout"])
-@pytest.mark.parametrize("metric, tolerance", [("ece", 0.03), ("nll", 0.1)])
-def test_l2_and_dropout_change_nothing_measurable(runs, config, metric, tolerance):
-    # "L2 and dropout changed nothing measurable — accuracy, ECE and test loss all within
-    # their intervals, on the book's seeds and on fresh ones"
-    assert_within_noise(col(runs, config, metric), col(runs, "baseline", metric),
-                        f"{config}: {metric} within noise of the baseline", tolerance=tolerance)
+@pytest.mark.parametrize("metric, tolerance", [("ece", 0.01), ("nll", 0.06)])
+def test_l2_and_dropout_change_little(runs, config, metric, tolerance):
+    # "on six fresh seeds the accuracy stays within the noise [test above], and the ECE and the
+    # test loss move by less than 0.01 and 0.06 from the baseline's, seed noise included"
+    assert_close(col(runs, config, metric), col(runs, "baseline", metric),
+                 f"{config}: {metric} within {tolerance} of the baseline", tolerance=tolerance)
 
 
 def test_augmentation_leaves_the_test_loss_within_noise(runs):
@@ -95,9 +95,13 @@ def test_augmentation_leaves_the_test_loss_within_noise(runs):
 
 @pytest.mark.parametrize("config", ["baseline"] + SINGLE)
 def test_all_together_is_less_accurate_than_the_baseline_and_every_single_trick(runs, config):
-    # "below the baseline and below every single trick on six fresh seeds"
-    assert_smaller(col(runs, "all", "accuracy"), col(runs, config, "accuracy"),
-                   f"all: lower test accuracy than {config}", alpha=TWO_SIDED)
+    # "below the baseline and below every single trick on six fresh seeds (beyond the noise for
+    # all of them but the warm-up/cosine schedule, itself below the baseline)"
+    together, other = col(runs, "all", "accuracy"), col(runs, config, "accuracy")
+    if config == "+ warm-up/cosine":
+        assert together.mean() < other.mean(), f"all: mean accuracy {together.mean():.4f} not below {config}'s"
+    else:
+        assert_smaller(together, other, f"all: lower test accuracy than {config}", alpha=TWO_SIDED)
 
 
 def test_all_together_is_by_far_the_worst_calibrated(runs):

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from claims.stats import (assert_larger, assert_larger_on_every_seed, assert_within_noise, column,
-                          seeds)
+from claims.stats import assert_close, assert_larger, assert_larger_on_every_seed, column, seeds
 from nnh import experiments
 
 SCHEDULE_SEEDS = seeds(10)  # a run takes 1-3 s; the accuracy claims need the seed spread of 10
@@ -58,13 +57,14 @@ def test_decaying_the_rate_raises_the_test_accuracy_on_every_seed(runs, name):
 
 @pytest.mark.parametrize("name", DECAYED)
 def test_the_constant_rate_loss_spikes_late_in_training(runs, name):
-    # "in the last five epochs it went *up* from one epoch to the next N times over the three seeds,
-    # by up to a factor of X, while the three decaying schedules' losses went up M times in all, by at
-    # most a factor of Y"; "Decaying the rate makes late spikes rarer"
+    # "On ten fresh seeds every decaying schedule had fewer late rises than the constant rate,
+    # and cosine decay, with or without warm-up, also a smaller largest one; for step decay ...
+    # we make no claim about the size"
     assert_larger(column(runs, "constant", "late_rises"), column(runs, name, "late_rises"),
                   f"{name}: fewer late rises of the training loss than the constant rate")
-    assert_larger(np.log(column(runs, "constant", "max_late_rise")), np.log(column(runs, name, "max_late_rise")),
-                  f"{name}: smaller largest late rise of the training loss than the constant rate")
+    if name != "step":
+        assert_larger(np.log(column(runs, "constant", "max_late_rise")), np.log(column(runs, name, "max_late_rise")),
+                      f"{name}: smaller largest late rise of the training loss than the constant rate")
 
 
 @pytest.mark.parametrize("name", ("step", "cosine"))
@@ -81,11 +81,11 @@ def test_the_constant_rate_accuracy_varies_more_between_seeds(runs, name):
 
 @pytest.mark.parametrize("a, b", [("step", "cosine"), ("cosine", "warm-up + cosine"),
                                   ("step", "warm-up + cosine")])
-def test_the_choice_of_decay_and_warm_up_is_within_noise(runs, a, b):
-    # "The differences in test accuracy between step, cosine and warm-up + cosine are of the order of
-    # the spread between the seeds"; "by the end, the difference in test accuracy is within noise"
-    assert_within_noise(column(runs, a, "accuracy"), column(runs, b, "accuracy"),
-                        f"{a} and {b}: same test accuracy within the seed noise", tolerance=0.01)
+def test_the_choice_of_decay_and_warm_up_moves_the_accuracy_by_less_than_two_points(runs, a, b):
+    # "The mean test accuracies of step, cosine and warm-up + cosine are within two percentage
+    # points of each other, seed noise included (ten fresh seeds)"
+    assert_close(column(runs, a, "accuracy"), column(runs, b, "accuracy"),
+                 f"{a} and {b}: mean test accuracies within two points", tolerance=0.02)
 
 
 def test_warm_up_costs_early_progress(runs):
