@@ -247,6 +247,8 @@ def _notebook_statuses(student: _Student, name: str, path: str, log: str) -> Non
 
 def _time_and_memory(student: _Student, name: str, enames: list[tuple]) -> None:
     limits = student.limits
+    if student.box is not None and student.box.killed_for_memory():
+        return  # an OOM kill, reported as such by _kernel_deaths, whatever error the cell shows
     if any(e in {"CellTimeoutError", "TimeoutError", "KeyboardInterrupt"} for _, e, _ in enames):
         student.result["status"] = "timeout"
         student.detail(f"{name}: a cell ran longer than its time limit ({int(limits['cell_timeout'])} s per-cell "
@@ -273,17 +275,23 @@ def _cut_output(student: _Student, name: str, nb) -> None:
 
 
 def _kernel_deaths(student: _Student, name: str, enames: list[tuple]) -> None:
-    where = [g for g, e, v in enames if e == "KernelDied" and not v.startswith("not run")]
-    if not where:
-        return
+    """A kernel that died, or that the box's cgroup killed for memory: the OOM kill is
+    read from the cgroup itself, since a loaded machine may report the death only as
+    the time limit of the cell that was running."""
+    died = [g for g, e, v in enames if e == "KernelDied" and not v.startswith("not run")]
     if student.box is not None and student.box.killed_for_memory():
+        stopped = died or [g for g, e, v in enames if e in {"CellTimeoutError", "TimeoutError", "KeyboardInterrupt",
+                                                             "NotebookTimeoutError"}]
+        where = f"in cell {stopped[0]}" if stopped else "while it ran"
         student.result["status"] = "memory"
-        student.detail(f"{name}: the kernel was killed in cell {where[0]} for using more than "
-                       f"{student.limits['memory']} MB of resident memory; the cells after it were not run")
+        student.detail(f"{name}: the kernel was killed {where} for using more than {student.limits['memory']} MB "
+                       "of resident memory; the cells after it were not run")
+        return
+    if not died:
         return
     if student.result["status"] != "memory":
         student.result["status"] = "kernel_died"
-    student.detail(f"{name}: the kernel died in cell {where[0]}; the cells after it were not run")
+    student.detail(f"{name}: the kernel died in cell {died[0]}; the cells after it were not run")
 
 
 def _scanned_tampering(student: _Student, name: str, nb) -> None:
