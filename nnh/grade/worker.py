@@ -23,6 +23,10 @@ from nnh.grade.submission import _check_notebooks, _files, _repair_duplicates, _
 from nnh.grade.zygote import _Zygote
 
 
+#: Errors of a cell stopped at its time limit (nbclient's, and the interrupt it sends).
+CELL_TIMEOUTS = frozenset({"CellTimeoutError", "TimeoutError", "KeyboardInterrupt"})
+
+
 @dataclass
 class _Student:
     """One student's grading: the task, the throw-away course and what was found."""
@@ -57,9 +61,9 @@ def work(payload: dict, tmp: str) -> dict:
         return student.result
     student.result["details"] += _repair_duplicates(student.dirs["submitted"], sorted(student.sources))
     student.tampering = _scan(student)
-    limits = payload["limits"]
-    student.box = _Box.current if limits.get("sandbox") == "bwrap" else None
-    if limits.get("sandbox") == "bwrap" and student.box is None:
+    boxed = student.limits.get("sandbox") == "bwrap"
+    student.box = _Box.current if boxed else None
+    if boxed and student.box is None:
         student.result.update(status="error",
                               details=details + [_Box.error or "the sandbox (bubblewrap) is not available"])
         return student.result
@@ -229,9 +233,12 @@ def _notebook_statuses(student: _Student, name: str, path: str, log: str) -> Non
     nb = nbformat.read(path, as_version=4)
     enames = [(c.metadata.get("nbgrader", {}).get("grade_id"), o.get("ename"), o.get("evalue", ""))
               for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    _time_and_memory(student, name, enames)
+    # an OOM kill in the box's cgroup, read once: a loaded machine may report the dead kernel
+    # only as the time limit of the cell that was running
+    oom_killed = student.box is not None and student.box.killed_for_memory()
+    _time_and_memory(student, name, enames, oom_killed)
     _cut_output(student, name, nb)
-    _kernel_deaths(student, name, enames)
+    _kernel_deaths(student, name, enames, oom_killed)
     for grade_id, _, evalue in enames:
         if "course's reference" in evalue:
             student.detail(f"{name}: {grade_id} scores zero: {evalue}")
@@ -245,11 +252,11 @@ def _notebook_statuses(student: _Student, name: str, path: str, log: str) -> Non
         _scanned_tampering(student, name, nb)
 
 
-def _time_and_memory(student: _Student, name: str, enames: list[tuple]) -> None:
+def _time_and_memory(student: _Student, name: str, enames: list[tuple], oom_killed: bool) -> None:
     limits = student.limits
-    if student.box is not None and student.box.killed_for_memory():
-        return  # an OOM kill, reported as such by _kernel_deaths, whatever error the cell shows
-    if any(e in {"CellTimeoutError", "TimeoutError", "KeyboardInterrupt"} for _, e, _ in enames):
+    if oom_killed:
+        return  # reported as such by _kernel_deaths, whatever error the cell shows
+    if any(e in CELL_TIMEOUTS for _, e, _ in enames):
         student.result["status"] = "timeout"
         student.detail(f"{name}: a cell ran longer than its time limit ({int(limits['cell_timeout'])} s per-cell "
                        f"limit, {limits.get('notebook_timeout') or 0:.0f} s for the notebook) and was interrupted")
@@ -274,14 +281,11 @@ def _cut_output(student: _Student, name: str, nb) -> None:
                        f"{limits.get('cell_output', 0) / 2**20:g} MB for a cell) and was cut")
 
 
-def _kernel_deaths(student: _Student, name: str, enames: list[tuple]) -> None:
-    """A kernel that died, or that the box's cgroup killed for memory: the OOM kill is
-    read from the cgroup itself, since a loaded machine may report the death only as
-    the time limit of the cell that was running."""
+def _kernel_deaths(student: _Student, name: str, enames: list[tuple], oom_killed: bool) -> None:
+    """A kernel that died, or that the box's cgroup killed for memory (``oom_killed``)."""
     died = [g for g, e, v in enames if e == "KernelDied" and not v.startswith("not run")]
-    if student.box is not None and student.box.killed_for_memory():
-        stopped = died or [g for g, e, v in enames if e in {"CellTimeoutError", "TimeoutError", "KeyboardInterrupt",
-                                                             "NotebookTimeoutError"}]
+    if oom_killed:
+        stopped = died or [g for g, e, _ in enames if e in CELL_TIMEOUTS | {"NotebookTimeoutError"}]
         where = f"in cell {stopped[0]}" if stopped else "while it ran"
         student.result["status"] = "memory"
         student.detail(f"{name}: the kernel was killed {where} for using more than {student.limits['memory']} MB "
