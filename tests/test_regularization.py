@@ -649,7 +649,9 @@ def test_early_stopping_on_float32_losses_with_near_ties(losses, patience):
 def test_early_stopping_properties(losses, patience):
     stop, best = early_stopping(losses, patience)
     end = len(losses) if stop is None else stop + 1
-    assert losses[best] == min(losses[:end])            # min_delta 0: the best loss up to the stop
+    # min_delta 0: the best loss up to the stop, compared in float32 as Keras does (two losses
+    # 1 ulp apart in float64 are a tie, and the earlier one stays the best)
+    assert np.float32(losses[best]) == np.float32(min(losses[:end]))
     if stop is not None:
         assert stop - best == patience and stop < len(losses)
     else:
@@ -661,6 +663,7 @@ def test_early_stopping_examples_and_edge_cases():
     assert early_stopping([1.0, 0.8, 0.7, 0.75, 0.72, 0.9, 0.6], patience=5) == (None, 6)
     assert early_stopping([0.5], patience=1) == (None, 0)
     assert early_stopping([1.0, 1.0, 1.0], patience=2) == (2, 0)       # a tie is no improvement
+    assert early_stopping([2.0, 1.9999999999999996], patience=1) == (1, 0)  # a tie in float32, as in Keras
     assert early_stopping([1.0, 0.95, 0.9], patience=2, min_delta=0.1) == (2, 0)  # too small
     assert early_stopping(np.array([3.0, 2.0, 1.0]), patience=1) == (None, 2)
 
