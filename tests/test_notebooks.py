@@ -91,3 +91,26 @@ def test_points_reward_ideas_more_than_error_paths(assignment):
     new = {name: sum(p for g, p in points.items() if g.startswith(f"test_{name}_")) for name in parts}
     assert all(new.values()), f"{assignment}: a part without graded tests: {new}"
     assert sum(new.values()) >= 0.30 * total, f"{assignment}: the new parts are {new} of {total} points"
+
+
+SKIPPED_UNDER_NBGRADER = 'if os.environ.get("NBGRADER_EXECUTION"):'
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_try_it_cells_do_not_run_while_nbgrader_grades(assignment):
+    """The ungraded "Try it" demonstrations (training, plots) are skipped when nbgrader
+    runs the notebook (it sets ``NBGRADER_EXECUTION``; nbgrader's FAQ): they cost most
+    of a graded notebook's run time and earn no points.  Every code cell from the first
+    "Try it" cell on is guarded, and no graded or answer cell comes after it."""
+    nb = json.loads(nbgrading.notebook_path(REPO, nbgrading.RELEASE, assignment).read_text())
+    ids = [cell["metadata"].get("nbgrader", {}).get("grade_id", "") for cell in nb["cells"]]
+    first = next(i for i, grade_id in enumerate(ids) if grade_id.startswith("try_it"))
+    for cell, grade_id in zip(nb["cells"][first:], ids[first:], strict=True):
+        info = cell["metadata"].get("nbgrader", {})
+        assert not (info.get("grade") or info.get("solution")), f"{assignment}: {grade_id} is graded after Try it"
+        if cell["cell_type"] == "code":
+            code = [line for line in "".join(cell["source"]).splitlines() if not line.startswith("#")]
+            assert code[0] == SKIPPED_UNDER_NBGRADER + "  # nbgrader is grading or validating the notebook", \
+                f"{assignment}: {grade_id} runs while nbgrader grades"
+            assert all(line.startswith("    ") or not line.strip() for line in code[3:]), grade_id
+    assert "import os" in "".join(nb["cells"][ids.index("imports")]["source"])

@@ -220,11 +220,13 @@ def _clear_keyrings() -> None:
 
 
 #: What a boxed kernel keeps of the grader's environment (names, and beginnings of
-#: names): what Python, the libraries and Jupyter read; nothing else (a token, a
-#: database password in the instructor's shell) reaches student code.
+#: names): what Python, the libraries and Jupyter read, and nbgrader's
+#: ``NBGRADER_EXECUTION`` (``autograde``: the exercises' ungraded "Try it" cells
+#: skip their demonstrations, as nbgrader's FAQ suggests); nothing else (a token,
+#: a database password in the instructor's shell) reaches student code.
 KERNEL_ENV = ("PATH", "LANG", "LANGUAGE", "TZ", "TERM", "HOME", "USER", "LOGNAME", "MPLBACKEND", "MPLCONFIGDIR",
               "KERAS_HOME", "KERAS_BACKEND", "JUPYTER_PLATFORM_DIRS", "PYDEVD_DISABLE_FILE_VALIDATION",
-              "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MALLOC_ARENA_MAX")
+              "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MALLOC_ARENA_MAX", "NBGRADER_EXECUTION")
 KERNEL_ENV_PREFIXES = ("LC_", "JPY_", "PYTHON", "TF_", "NNH_")
 
 
