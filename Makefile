@@ -34,6 +34,11 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	@# jsonschema (through jupyter-events' jsonschema[format-nongpl]) imports rfc3987-syntax
+	@# eagerly when it is installed, and that builds three Lark parsers: 2.5 s in every process
+	@# that imports nbformat (nbgrader, nbconvert, nbval, jupyter-book; python-jsonschema/
+	@# jsonschema#1428).  Only jsonschema's "iri" format check uses it, and nothing here does.
+	$(BIN)/python -m pip uninstall --quiet --yes rfc3987-syntax
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ipykernel)" >/dev/null
 	touch $(STAMP)
 

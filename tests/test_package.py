@@ -37,6 +37,15 @@ def test_without_nnh_first_tensorflow_is_not_silent():
     assert result.returncode == 0 and result.stderr.strip()
 
 
+def test_nbformat_does_not_build_the_rfc3987_parsers():
+    """``make install`` removes rfc3987-syntax (see the Makefile): with it, every process that
+    imports nbformat (each nbgrader command, grading server, nbval run) spent 2.5 s building
+    Lark parsers at import, for a JSON-schema format check nothing here uses."""
+    result = _python("import sys, nbformat, jsonschema\nprint('rfc3987_syntax' in sys.modules, 'lark' in sys.modules)")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False"]
+
+
 def test_the_grader_does_not_import_tensorflow():
     result = _python(
         "import sys\n"
