@@ -23,6 +23,7 @@ import pytest
 
 import gradeclass
 from nnh.grade.box import BOX_WORK, _Box, _run_quietly, box_command, write_kernelspec
+from nnh.grade.cgroup import CGROUP_PARENT
 from nnh.grade.serve import _is_zombie, _reap_children, _stat
 from nnh.grade.zygote import _Zygote
 
@@ -307,12 +308,17 @@ def test_a_boxed_kernel_sees_only_its_box_and_leaves_nothing(box, warm, tmp_path
             if resident:
                 assert value(kc, f"__import__('resource').getrlimit(__import__('resource').RLIMIT_AS)[0] == "
                                  f"{resource.RLIM_INFINITY}")
-                assert run(kc, "import tensorflow\nfor name in ('memory', 'unified'):  # cannot leave its cgroup\n"
+                assert run(kc, "import tensorflow\nfor name in ('memory', 'cpu', 'unified'):  # cannot leave its cgroup\n"
                                "    try:\n        open(f'/run/nnh-cgroup/{name}/cgroup.procs', 'w').write('1')\n"
                                "    except OSError:\n        pass\n"
                                "    else:\n        raise AssertionError('moved')\n")["error"] is None
                 memory = ("unified", "memory.max") if "unified" in box.cgroup else ("memory", "memory.limit_in_bytes")
                 assert int(Path(box.cgroup[memory[0]], memory[1]).read_text()) == 1500 << 20
+                if "cpu" in box.cgroup:  # cgroup v1 with the cpu hierarchy: the box's processes share one weight
+                    assert int(Path(box.cgroup["cpu"], "cpu.shares").read_text()) == 1024
+                    assert any(":cpu" in line and f"{CGROUP_PARENT}/" in line
+                               for line in value(kc, "open('/proc/self/cgroup').read()").splitlines()), \
+                        "the kernel is not in its box's cpu cgroup"
                 assert not box.killed_for_memory(), "the student before was the one killed"
             if box.uid is not None and os.uname().machine == "x86_64":
                 assert value(kc, "__import__('ctypes')." + FIND_KEY.removeprefix("ctypes.")) < 0, \

@@ -1,8 +1,10 @@
 """The box's cgroup (as root): the kernel's resident memory (swap included) and its
 number of tasks are capped per student, and an OOM kill there is seen by the
-grader, which reports the status ``memory``.  cgroup v2 when the machine has it,
-else v1's ``memory`` and ``pids`` hierarchies; without either, memory is capped as
-address space (:func:`nnh.grade.confine._confine`).
+grader, which reports the status ``memory``; where the CPU controller is there, every
+box has the same CPU weight, so a student who starts many busy processes or threads
+gets no more CPU than one who starts none.  cgroup v2 when the machine has it, else
+v1's ``memory`` and ``pids`` hierarchies (and ``cpu``, if mounted); without either,
+memory is capped as address space (:func:`nnh.grade.confine._confine`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import traceback
 # at CGROUP_IN_BOX.  Each kernel, still the box's root, writes its limits there and
 # joins it before it drops to the box's uid: ``--memory`` then caps the kernel's
 # *resident* memory (the kernel and everything it starts; swap included), and
-# ``--nproc`` its tasks (processes and threads).  The zygote stays outside: only the
+# ``--nproc`` its tasks (processes and threads); in the CPU controller every box has
+# the default weight, so under contention the boxes of the students graded at the same
+# time share the CPU equally, whatever each starts.  The zygote stays outside: only the
 # pages a student's kernel touches count.  The files stay root's: the kernel cannot
 # raise its limits or leave.  Where no cgroup can be made (not root, a read-only
 # /sys/fs/cgroup), ``--memory`` falls back to an address-space limit (RLIMIT_AS).
@@ -26,13 +30,24 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 CGROUP_PARENT = "nnh-grade"  # the folder of the boxes' cgroups, in each hierarchy
 CGROUP_IN_BOX = "/run/nnh-cgroup"  # where a box sees its cgroup: one folder per hierarchy
 CGROUP_V1 = ("memory", "pids")
+CGROUP_V1_OPTIONAL = ("cpu",)  # used where the machine mounts it (equal CPU weights); else not
 
 
 def _cgroup_dirs(name: str) -> dict[str, str]:
     """hierarchy → folder of the cgroup ``name`` (``unified`` on cgroup v2)."""
     if os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers")):
         return {"unified": os.path.join(CGROUP_ROOT, CGROUP_PARENT, name)}
-    return {c: os.path.join(CGROUP_ROOT, c, CGROUP_PARENT, name) for c in CGROUP_V1}
+    hierarchies = [*CGROUP_V1, *(c for c in CGROUP_V1_OPTIONAL if os.path.isdir(os.path.join(CGROUP_ROOT, c)))]
+    return {c: os.path.join(CGROUP_ROOT, c, CGROUP_PARENT, name) for c in hierarchies}
+
+
+def _enable_controllers(folder: str) -> None:
+    """cgroup v2: enable memory and pids (required) and cpu (where it can be) below ``folder``."""
+    _write(os.path.join(folder, "cgroup.subtree_control"), "+memory +pids")
+    try:
+        _write(os.path.join(folder, "cgroup.subtree_control"), "+cpu")
+    except OSError:
+        pass  # no CPU controller to delegate: the boxes share the CPU as processes do
 
 
 def _write(path: str, value: str) -> None:
@@ -47,16 +62,16 @@ def _make_cgroup(name: str) -> dict[str, str] | None:
     try:
         for hierarchy, folder in _cgroup_dirs(name).items():
             parent = os.path.dirname(folder)
-            if hierarchy == "unified":  # v2: memory and pids must be enabled on the way down
-                _write(os.path.join(CGROUP_ROOT, "cgroup.subtree_control"), "+memory +pids")
+            if hierarchy == "unified":  # v2: the controllers must be enabled on the way down
+                _enable_controllers(CGROUP_ROOT)
                 os.makedirs(parent, exist_ok=True)
-                _write(os.path.join(parent, "cgroup.subtree_control"), "+memory +pids")
+                _enable_controllers(parent)
             os.makedirs(parent, exist_ok=True)
             _remove_stale_cgroups(parent)
             os.mkdir(folder)
             made.append(folder)
-            needed = ("memory.max", "pids.max") if hierarchy == "unified" else (
-                "memory.limit_in_bytes" if hierarchy == "memory" else "pids.max",)
+            needed = ("memory.max", "pids.max") if hierarchy == "unified" else {
+                "memory": ("memory.limit_in_bytes",), "pids": ("pids.max",), "cpu": ("cpu.shares",)}[hierarchy]
             if not all(os.path.exists(os.path.join(folder, f)) for f in needed):
                 raise OSError(f"{folder} lacks {needed}")
         return {h: f for h, f in _cgroup_dirs(name).items()}
@@ -92,7 +107,7 @@ def _join_cgroup(limits: dict) -> bool:
     """In a box, as its root, before dropping privileges: set the kernel's limits in
     the box's cgroup (``memory`` MB resident, swap included; ``nproc`` tasks) and move
     this process into it; False if the box has no cgroup."""
-    folders = {h: os.path.join(CGROUP_IN_BOX, h) for h in ("unified", *CGROUP_V1)}
+    folders = {h: os.path.join(CGROUP_IN_BOX, h) for h in ("unified", *CGROUP_V1, *CGROUP_V1_OPTIONAL)}
     memory = str(limits["memory"] << 20) if limits["memory"] else None
     try:
         if os.path.isdir(folders["unified"]):
@@ -113,7 +128,7 @@ def _join_cgroup(limits: dict) -> bool:
         if os.path.exists(swap):
             _write(swap, memory or "-1")
         _write(os.path.join(folders["pids"], "pids.max"), str(limits["nproc"]))
-        for hierarchy in CGROUP_V1:
+        for hierarchy in (*CGROUP_V1, *(h for h in CGROUP_V1_OPTIONAL if os.path.isdir(folders[h]))):
             _write(os.path.join(folders[hierarchy], "cgroup.procs"), "0")
         return True
     except OSError:
