@@ -31,6 +31,9 @@ CGROUP_PARENT = "nnh-grade"  # the folder of the boxes' cgroups, in each hierarc
 CGROUP_IN_BOX = "/run/nnh-cgroup"  # where a box sees its cgroup: one folder per hierarchy
 CGROUP_V1 = ("memory", "pids")
 CGROUP_V1_OPTIONAL = ("cpu",)  # used where the machine mounts it (equal CPU weights); else not
+#: hierarchy → the files a usable cgroup of it has (its controllers are there)
+_CONTROL_FILES = {"unified": ("memory.max", "pids.max"), "memory": ("memory.limit_in_bytes",),
+                  "pids": ("pids.max",), "cpu": ("cpu.shares",)}
 
 
 def _cgroup_dirs(name: str) -> dict[str, str]:
@@ -58,9 +61,10 @@ def _write(path: str, value: str) -> None:
 def _make_cgroup(name: str) -> dict[str, str] | None:
     """As root: the cgroup ``name`` in every hierarchy :func:`_cgroup_dirs` names, or
     ``None`` (nothing left behind) when one cannot be made or lacks a controller."""
+    dirs = _cgroup_dirs(name)
     made: list[str] = []
     try:
-        for hierarchy, folder in _cgroup_dirs(name).items():
+        for hierarchy, folder in dirs.items():
             parent = os.path.dirname(folder)
             if hierarchy == "unified":  # v2: the controllers must be enabled on the way down
                 _enable_controllers(CGROUP_ROOT)
@@ -70,11 +74,9 @@ def _make_cgroup(name: str) -> dict[str, str] | None:
             _remove_stale_cgroups(parent)
             os.mkdir(folder)
             made.append(folder)
-            needed = ("memory.max", "pids.max") if hierarchy == "unified" else {
-                "memory": ("memory.limit_in_bytes",), "pids": ("pids.max",), "cpu": ("cpu.shares",)}[hierarchy]
-            if not all(os.path.exists(os.path.join(folder, f)) for f in needed):
-                raise OSError(f"{folder} lacks {needed}")
-        return {h: f for h, f in _cgroup_dirs(name).items()}
+            if not all(os.path.exists(os.path.join(folder, f)) for f in _CONTROL_FILES[hierarchy]):
+                raise OSError(f"{folder} lacks {_CONTROL_FILES[hierarchy]}")
+        return dirs
     except OSError:
         _remove_cgroup(made)
         return None
