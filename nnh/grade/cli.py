@@ -16,7 +16,7 @@ from nnh.grade.merge import gradebook_scores, load_manifest, merge, save_manifes
 from nnh.grade.pool import _deferred_ctrl_c, _grade_locally, _grade_on_dask, prestart_servers, stop_servers
 from nnh.grade.preflight import preflight
 from nnh.grade.settings import CELL_OUTPUT_MB, CSV_FIELDS, DEFAULT_MAX_OUTPUT, DEFAULT_MEMORY, DEFAULT_TIMEOUT, GradeError, STATUSES
-from nnh.grade.task import grading_limits, hide_tests_setting, make_payload, sandbox_problem, sandbox_user_usable, unusable_user_error
+from nnh.grade.task import grading_limits, hide_tests_setting, judge_setting, make_payload, sandbox_problem, sandbox_user_usable, unusable_user_error
 
 
 class Progress:
@@ -78,6 +78,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                            "course setting: c.NnhGrade.hide_tests)")
     hide.add_argument("--show-hidden-tests", dest="hide_tests", action="store_false",
                       help="feedback shows the hidden tests' code too, as nbgrader does")
+    judge = parser.add_mutually_exclusive_group()
+    judge.add_argument("--judge", dest="judge", action="store_true", default=None,
+                       help="decide every test cell in the judge, a process of the grader's that student code "
+                            "cannot reach (course setting: c.NnhGrade.judge; see the page Grading a class)")
+    judge.add_argument("--no-judge", dest="judge", action="store_false",
+                       help="decide test cells in the student's kernel, as nbgrader autograde does")
     parser.add_argument("--sandbox", choices=("bwrap", "limits"), default="bwrap",
                         help="bwrap (default): each kernel in a bubblewrap box of its own (namespaces, no network, "
                              "no course files, its own uid as root); limits: resource limits and the user nobody "
@@ -122,7 +128,8 @@ def _grade(args: argparse.Namespace, out) -> int:
     template = template_gradebook(course, assignment)
     manifest = load_manifest(course, assignment)
     _check_sandbox_user(args, course)
-    limits = grading_limits(course, args.timeout, args.memory, args.user, args.max_output, args.sandbox)
+    limits = grading_limits(course, args.timeout, args.memory, args.user, args.max_output, args.sandbox,
+                            judge_setting(course, args.judge))
     wall = args.timeout + 60  # the notebook's limit, plus starting the kernel and the feedback
     payloads = _payloads(args, course, students, source_files, template, limits, manifest, out)
     if payloads and args.preflight:

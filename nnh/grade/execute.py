@@ -18,6 +18,7 @@ from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 
 from nnh.grade.box import _Box
 from nnh.grade.guard import DEEP_GUARDED, GUARD_UNAVAILABLE, KERNEL_FUNCTIONS, SHADOW_GUARDED, _VOLATILE_BUILTINS
+from nnh.grade.judge_client import KERNEL_DECIDED, JudgeClient, apply_verdict, visible_part
 
 
 OUTPUT_NOTE = "[nnh grade: output truncated: it passed"
@@ -68,6 +69,8 @@ class SandboxExecute(Execute):
     guard = None  # (modules, aliases) to guard, from the source notebook (None: no runtime guard)
     cell_output = None  # bytes of output one cell keeps (None: no cap)
     notebook_output = None  # bytes of output the notebook keeps (None: no cap)
+    judge = False  # decide every test cell in the judge (nnh.grade.judge), not in the kernel
+    _judges: dict = {}  # the grading process's judge (one JudgeClient, kept from student to student)
 
     def preprocess(self, nb, resources=None, km=None):
         self._nnh_output = {"notebook": 0, "cells": {}, "truncated": set()}
@@ -76,6 +79,9 @@ class SandboxExecute(Execute):
         self._nnh_start = None
         self._nnh_cell_timeout = self.timeout
         self._nnh_guard = None  # (name in builtins, key) once the guard is installed; False: unavailable
+        self._nnh_server = None  # the name of the kernel's value server (nnh.grade.wire), once installed
+        if self.judge:
+            self._judge_client().start()  # its imports overlap the kernel's start
         path = (resources or {}).get("metadata", {}).get("path")
         if self.sandbox_owner and path and os.path.isdir(path):
             os.chown(path, *self.sandbox_owner)  # the kernel's working folder, and nothing else
@@ -102,8 +108,24 @@ class SandboxExecute(Execute):
 
     def _silent(self, code, expressions, timeout):
         """Run ``code`` silently (no output, no history, no execution count) and
-        evaluate ``expressions``; their text values, or None without an answer."""
+        evaluate ``expressions``; their values (literals), or None without an answer."""
         import ast as _ast
+
+        texts = self._silent_text(code, expressions, timeout)
+        if texts is None:
+            return None
+        values = {}
+        for key, value in texts.items():
+            try:
+                values[key] = _ast.literal_eval(value)
+            except (TypeError, ValueError, SyntaxError, MemoryError, RecursionError):
+                values[key] = None
+        return values
+
+    def _silent_text(self, code, expressions, timeout):
+        """Like :meth:`_silent`, but the ``text/plain`` of each expression's value as
+        the kernel sent it (None for a missing one); None without an answer in time
+        (the kernel is then interrupted)."""
         import time as _time
         from queue import Empty
 
@@ -125,15 +147,59 @@ class SandboxExecute(Execute):
             return None
 
         msg = run_sync(reply)()
-        if msg is None or msg["content"].get("status") != "ok":
+        if msg is None:
+            run_sync(self.km.interrupt_kernel)()
             return None
-        values = {}
-        for key, value in msg["content"].get("user_expressions", {}).items():
-            try:
-                values[key] = _ast.literal_eval(value["data"]["text/plain"])
-            except (KeyError, TypeError, ValueError, SyntaxError):
-                values[key] = None
-        return values
+        if msg["content"].get("status") != "ok":
+            return None
+        texts = {}
+        for key, value in (msg["content"].get("user_expressions") or {}).items():
+            text = value.get("data", {}).get("text/plain") if isinstance(value, dict) else None
+            texts[key] = text if isinstance(text, str) else None
+        return texts
+
+    # -- the judge: test cells decided outside the kernel
+
+    def _judge_client(self):
+        if "client" not in SandboxExecute._judges:
+            SandboxExecute._judges["client"] = JudgeClient()
+        return SandboxExecute._judges["client"]
+
+    def _install_server(self, timeout):
+        import secrets
+
+        from nnh.grade.wire import kernel_source
+
+        name = "_" + secrets.token_hex(12)
+        code = (f"{name} = {{}}\nexec(compile({kernel_source()!r}, '<nnh wire>', 'exec'), {name})\n"
+                f"{name}['install']({name!r})\ndel {name}\n")
+        values = self._silent(code, {"ok": f"hasattr(__import__('builtins'), {name!r})"}, timeout)
+        self._nnh_server = name if (values or {}).get("ok") is True else False
+        self._judge_client().reset()
+
+    def _ask_kernel(self, request: str, timeout: float):
+        if not self._nnh_server:
+            return None
+        texts = self._silent_text("", {"r": f"{self._nnh_server}({request!r})"}, timeout)
+        return (texts or {}).get("r")
+
+    def _judged(self, cell, resources, index):
+        """Run a test cell's visible tests in the kernel (what the student sees), then
+        let the judge run the whole cell and decide it."""
+        full = cell.source
+        cell.source = visible_part(full)
+        try:
+            cell, resources = self._run_cell(cell, resources, index)
+        finally:
+            cell.source = full
+        if self._nnh_dead is not None:
+            return cell, resources
+        if self._nnh_server is None:
+            self._install_server(60)
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id") or f"#{index + 1}"
+        verdict = self._judge_client().run(grade_id, full, self._ask_kernel, max(float(self.timeout or 60), 1.0))
+        apply_verdict(cell, verdict)
+        return cell, resources
 
     def _install_guard(self, timeout):
         import inspect
@@ -228,6 +294,12 @@ class SandboxExecute(Execute):
                           f"the integrity check {when} this test cell found: {change}")
 
     def preprocess_cell(self, cell, resources, index):
+        if self.judge and cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell) \
+                and self._nnh_dead is None and KERNEL_DECIDED not in cell.source:
+            return self._judged(cell, resources, index)
+        return self._run_cell(cell, resources, index)
+
+    def _run_cell(self, cell, resources, index):
         import time as _time
 
         if self._nnh_dead is not None:

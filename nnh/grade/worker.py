@@ -209,6 +209,7 @@ def _autograder(student: _Student, tmp: str):
     execute.guard = guarded_modules([c.source for nb in student.sources.values() for c in nb.cells
                                      if c.cell_type == "code"])
     execute.sandbox_owner = owner
+    execute.judge = bool(limits.get("judge"))
     execute.box_run = runtime if student.box else None
     return api
 

@@ -1,0 +1,241 @@
+"""The judge: the process where ``nnh grade`` decides every test cell.
+
+A test cell's code (its visible tests and its hidden ones) runs here, in a Python
+process of its own that no student code ever runs in: its own ``numpy``,
+``math``, ``keras`` and ``nnh``, imported here from the course's environment, and
+the reference implementations with them.  The names the test reads from the
+notebook (the student's functions, the data an answer cell defined) are bound
+to what the student's kernel answers for them (:mod:`nnh.grade.wire`): plain
+data by value, a module by name (the judge's own copy of it), and any other
+object as a :class:`Remote`, a proxy whose calls go to the kernel and come back
+as values.  Every comparison, property check and assertion of the test runs
+here; the kernel only ever computes what the student's code computes.
+
+The grading process (:mod:`nnh.grade.execute`) talks to the judge through its
+standard input and output, one JSON message per line::
+
+    grader -> judge   {"op": "reset"}                       a new notebook
+                      {"op": "run", "cell": ID, "source": CODE}
+                      {"reply": TEXT}                       the kernel's answer
+    judge -> grader   {"kernel": REQUEST}                   ask the kernel
+                      {"verdict": {"ok": true} | {"ok": false, "ename": ..., "evalue": ...}}
+
+Run it as ``python -m nnh.grade.judge``.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import contextlib
+import io
+import json
+import sys
+import types
+
+from nnh.grade.wire import MUTABLE, WireError, decode, encode, loads, write_back
+
+#: What a test reads from the kernel that is not a name of the notebook.
+_BUILTIN_NAMES = frozenset(dir(builtins))
+
+
+class KernelError(Exception):
+    """The student's code raised an exception that has no built-in counterpart here,
+    or the kernel did not answer as it must."""
+
+
+class Remote:
+    """An object that lives in the student's kernel: calling it (or one of its
+    attributes) runs the student's code there and returns the result as a value."""
+
+    __slots__ = ("_nnh_session", "_nnh_ref")
+
+    def __init__(self, session: "Session", ref: dict):
+        object.__setattr__(self, "_nnh_session", session)
+        object.__setattr__(self, "_nnh_ref", ref)
+
+    @property
+    def __name__(self) -> str:  # noqa: PLW3201 - what messages name the student's function by
+        return self._nnh_ref.get("name", "answer").rsplit(".", 1)[-1]
+
+    def __call__(self, *args, **kwargs):
+        return self._nnh_session.call(self, args, kwargs)
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        return self._nnh_session.getattr(self, name)
+
+    def _nnh_own_work(self, reference, args: tuple, name: str | None):
+        """:func:`nnh.grading.assert_own_work` for this object, run in the kernel (where
+        the object is) against the kernel's copy of ``reference``."""
+        self._nnh_session.own_work(self, reference, args, name)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("an object of the student's kernel cannot be changed from a test")
+
+    def __repr__(self) -> str:
+        return f"<{self._nnh_ref.get('kind', 'object')} {self._nnh_ref.get('name', 'answer')} of the student's notebook>"
+
+
+def _raise_from(error: dict):
+    """Raise the built-in exception the kernel's exception derives from (a
+    ``ValueError`` subclass of the student's is a ``ValueError`` here)."""
+    if not isinstance(error, dict):
+        raise KernelError("the student's kernel did not answer as it must")
+    message = str(error.get("message", ""))[:4000]
+    for name in error.get("bases", []):
+        kind = getattr(builtins, str(name), None)
+        if isinstance(kind, type) and issubclass(kind, Exception) and kind is not Exception:
+            raise kind(message)
+    raise KernelError(f"{str(error.get('type', 'an exception'))[:200]}: {message}")
+
+
+def _names_read(code: types.CodeType) -> set[str]:
+    """Every global or attribute name the code (and the functions and
+    comprehensions in it) reads."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names_read(const)
+    return names
+
+
+class Session:
+    """The judge's state for one notebook: the namespace its test cells share, and
+    the way to the kernel (``ask(request) -> reply text``)."""
+
+    def __init__(self, ask):
+        self.ask = ask
+        self.namespace: dict = {"__name__": "__nnh_test__", "__builtins__": builtins}
+        self.owned: set[str] = set()  # names a test cell bound here: never taken from the kernel
+        self.from_kernel: dict = {}  # name -> the value the kernel gave for it
+
+    def _request(self, request: dict):
+        reply = self.ask(request)
+        try:
+            if isinstance(reply, str) and reply[:1] in ("'", '"'):
+                reply = ast.literal_eval(reply)  # the text/plain repr of the kernel's answer
+            message = loads(reply)
+        except (WireError, ValueError, SyntaxError, MemoryError, RecursionError, TypeError) as error:
+            raise KernelError(f"the student's kernel did not answer as it must ({error})") from None
+        if not isinstance(message, dict):
+            raise KernelError("the student's kernel did not answer as it must")
+        if "raise" in message:
+            _raise_from(message["raise"])
+        if "ok" not in message:
+            raise KernelError("the student's kernel did not answer as it must")
+        return message
+
+    def _value(self, data):
+        try:
+            return decode(data, lambda ref: Remote(self, ref))
+        except (WireError, ImportError, RecursionError, MemoryError) as error:
+            raise KernelError(f"the student's code returned something that is not plain data ({error})") from None
+
+    def _encode(self, value):
+        def refer(obj):
+            if type(obj) is Remote:
+                return {"$t": "ref", "id": obj._nnh_ref.get("id")}
+            raise WireError(f"a {type(obj).__name__} of the test cannot be sent to the student's kernel")
+        return encode(value, refer)
+
+    def call(self, target: Remote, args: tuple, kwargs: dict):
+        request = {"op": "call", "id": target._nnh_ref.get("id"), "arguments": self._encode([list(args), dict(kwargs)])}
+        message = self._request(request)
+        result = self._value(message["ok"])
+        back = self._value(message.get("back"))
+        if type(back) is not list or len(back) != 2 or type(back[0]) is not list or type(back[1]) is not dict:
+            raise KernelError("the student's kernel did not answer as it must")
+        for original, new in [*zip(args, back[0]), *((kwargs[k], v) for k, v in back[1].items() if k in kwargs)]:
+            if new is not None and type(original).__name__ in MUTABLE:
+                write_back(original, new)
+        return result
+
+    def own_work(self, target: Remote, reference, args: tuple, name: str | None) -> None:
+        module, qualname = getattr(reference, "__module__", None), getattr(reference, "__qualname__", None)
+        if not isinstance(module, str) or not isinstance(qualname, str):
+            raise TypeError(f"assert_own_work needs a function or class as the reference, got {reference!r}")
+        self._request({"op": "own", "id": target._nnh_ref.get("id"), "module": module, "qualname": qualname,
+                       "arguments": self._encode(list(args)), "name": name})
+
+    def getattr(self, target: Remote, name: str):
+        return self._value(self._request({"op": "getattr", "id": target._nnh_ref.get("id"), "name": name})["ok"])
+
+    def bind(self, code: types.CodeType) -> None:
+        """Bind the names ``code`` reads that the notebook defines (and no test cell
+        bound here) to the kernel's values."""
+        wanted = sorted(_names_read(code) - self.owned - _BUILTIN_NAMES)
+        if not wanted:
+            return
+        found = self._request({"op": "names", "names": wanted})["ok"]
+        if not isinstance(found, dict):
+            raise KernelError("the student's kernel did not answer as it must")
+        for name in wanted:
+            if name in found:
+                self.namespace[name] = self.from_kernel[name] = self._value(found[name])
+            elif name in self.from_kernel:  # the notebook no longer defines it
+                del self.from_kernel[name]
+                self.namespace.pop(name, None)
+
+    def run(self, cell: str, source: str) -> dict:
+        """Run a test cell's code; its verdict."""
+        try:
+            code = compile(source, f"<test {cell}>", "exec")
+        except SyntaxError as error:
+            return {"ok": False, "ename": "SyntaxError", "evalue": f"the test cell does not compile: {error}"}
+        try:
+            self.bind(code)
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                exec(code, self.namespace)  # noqa: S102 - the course's own test code
+            verdict = {"ok": True}
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as error:  # noqa: BLE001 - the verdict (nnh.grading's DelegationError too)
+            verdict = {"ok": False, "ename": type(error).__name__, "evalue": str(error)[:4000]}
+        for name, value in self.namespace.items():  # what the test bound is the test's from now on
+            if name not in ("__builtins__", "__name__") and self.from_kernel.get(name, self) is not value:
+                self.owned.add(name)
+                self.from_kernel.pop(name, None)
+        return verdict
+
+
+def serve(stdin=None, stdout=None) -> None:
+    """The judge's main loop (see the module docstring)."""
+    stdin = stdin or sys.stdin.buffer
+    stdout = stdout or sys.stdout.buffer
+
+    def send(message: dict) -> None:
+        stdout.write(json.dumps(message).encode() + b"\n")
+        stdout.flush()
+
+    def receive() -> dict:
+        line = stdin.readline()
+        if not line:
+            raise SystemExit(0)
+        return json.loads(line)
+
+    def ask(request: dict) -> str:
+        send({"kernel": request})
+        message = receive()
+        return message.get("reply")
+
+    session = Session(ask)
+    while True:
+        message = receive()
+        if message.get("op") == "reset":
+            session = Session(ask)
+            send({"ready": True})
+        elif message.get("op") == "run":
+            send({"verdict": session.run(str(message.get("cell")), str(message.get("source", "")))})
+
+
+if __name__ == "__main__":
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    import keras  # noqa: F401 - what the Keras tests use: imported once, while the kernel starts
+
+    import nnh.grading  # noqa: F401
+    serve()

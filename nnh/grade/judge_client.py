@@ -1,0 +1,129 @@
+"""The grading process's side of the judge (:mod:`nnh.grade.judge`): start it,
+hand it a test cell, relay its requests to the student's kernel, and turn its
+verdict into the cell's outputs (which nbgrader then scores)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+
+from nbformat.notebooknode import NotebookNode
+
+from nnh.grade.wire import MAX_CHARS
+
+HIDDEN_TESTS = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS[ \t]*\n.*?^[ \t]*### END HIDDEN TESTS[ \t]*(\n|$)",
+                          re.MULTILINE | re.DOTALL)
+#: A test cell whose source holds this line is decided in the kernel, as ``nbgrader autograde``
+#: does: its tests put the student's objects inside Keras (a layer in a model, a schedule in an
+#: optimizer), which the judge cannot do with a proxy.
+KERNEL_DECIDED = "# nnh grade: decided in the kernel"
+#: The note a cell gets when the kernel's run of its visible tests failed but the judge's passed.
+KERNEL_ONLY_NOTE = "[nnh grade: in your kernel this test cell raised"
+
+
+def visible_part(source: str) -> str:
+    """A test cell's code without its hidden tests: what the student's kernel runs."""
+    return HIDDEN_TESTS.sub("", source)
+
+
+class JudgeGone(RuntimeError):
+    """The judge process ended or did not answer in time."""
+
+
+class JudgeClient:
+    """One judge process, started on first use and restarted after it is lost;
+    :meth:`run` decides one test cell."""
+
+    def __init__(self):
+        self.process: subprocess.Popen | None = None
+        self._buffer = b""
+
+    def _start(self) -> None:
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0", PYTHONHASHSEED="0")
+        self.process = subprocess.Popen([sys.executable, "-P", "-m", "nnh.grade.judge"], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+                                        cwd="/")  # -P and "/": nothing is imported from a folder students write
+        self._buffer = b""
+
+    def start(self) -> None:
+        """Start the judge if it is not running (it imports its modules at once)."""
+        if self.process is None or self.process.poll() is not None:
+            self._start()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    def _send(self, message: dict) -> None:
+        try:
+            self.process.stdin.write(json.dumps(message).encode() + b"\n")
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError, AttributeError):
+            self.stop()
+            raise JudgeGone("the judge process ended") from None
+
+    def _receive(self, deadline: float) -> dict:
+        fd = self.process.stdout.fileno()
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                self.stop()
+                raise JudgeGone("the judge did not answer in time")
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                self.stop()
+                raise JudgeGone("the judge process ended")
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return json.loads(line)
+
+    def reset(self, timeout: float = 60) -> None:
+        """A new notebook: the judge forgets every name of the last one."""
+        self.start()
+        self._send({"op": "reset"})
+        self._receive(time.monotonic() + timeout)
+
+    def run(self, cell: str, source: str, ask, timeout: float) -> dict:
+        """The judge's verdict on test cell ``cell`` (its whole ``source``).
+        ``ask(request_text) -> reply text or None`` asks the student's kernel."""
+        deadline = time.monotonic() + timeout
+        try:
+            if self.process is None:
+                self.reset()
+            self._send({"op": "run", "cell": cell, "source": source})
+            while True:
+                message = self._receive(deadline)
+                if "verdict" in message:
+                    return message["verdict"]
+                reply = ask(json.dumps(message.get("kernel")), max(1.0, deadline - time.monotonic()))
+                self._send({"reply": reply if isinstance(reply, str) and len(reply) <= 2 * MAX_CHARS + 2
+                            else None})
+        except JudgeGone as error:
+            return {"ok": False, "ename": "CellTimeoutError" if "in time" in str(error) else "JudgeError",
+                    "evalue": f"the grader's run of this test did not finish: {error} (limit {timeout:.0f} s)"}
+
+
+def apply_verdict(cell: NotebookNode, verdict: dict) -> None:
+    """Make ``cell``'s outputs say what the judge decided: an error output if it
+    failed (nbgrader gives the cell no points), none if it passed (the kernel's
+    error, if any, becomes a note)."""
+    kept = []
+    for output in cell.get("outputs", []):
+        if output.get("output_type") != "error":
+            kept.append(output)
+        elif verdict.get("ok"):
+            kept.append(NotebookNode(output_type="stream", name="stdout", text=(
+                f"{KERNEL_ONLY_NOTE} {output.get('ename')}: {str(output.get('evalue'))[:500]}; "
+                "the grader's own run of the tests passed]\n")))
+    if not verdict.get("ok"):
+        ename, evalue = str(verdict.get("ename", "AssertionError")), str(verdict.get("evalue", ""))
+        kept.append(NotebookNode(output_type="error", ename=ename, evalue=evalue,
+                                 traceback=[f"\x1b[0;31m{ename}\x1b[0m: {evalue}"]))
+    cell.outputs = kept

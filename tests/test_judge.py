@@ -1,0 +1,315 @@
+"""The judge of ``nnh grade`` (``nnh/grade/judge.py``) and the wire format between it
+and the student's kernel (``nnh/grade/wire.py``).
+
+The kernel's half (:class:`nnh.grade.wire.KernelServer`) runs here in-process over a
+plain dictionary as the notebook's namespace, so these tests check the judge's
+decisions without starting kernels; ``tests/test_grade_command.py`` grades a real
+class through it.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import io
+import re
+import types
+
+import nbformat
+import numpy as np
+import pytest
+
+import nbgrading
+from nnh.grade.judge import KernelError, Remote, Session
+from nnh.grade.judge_client import KERNEL_DECIDED, apply_verdict, visible_part
+from nnh.grade.wire import MAX_CHARS, MAX_DEPTH, KernelServer, WireError, decode, dumps, encode, loads
+
+
+def session(namespace: dict) -> Session:
+    """A judge session whose kernel is ``namespace``, answered in-process."""
+    server = KernelServer(namespace)
+    return Session(lambda request: repr(server(dumps(request))))
+
+
+def run(namespace: dict, source: str, judge: Session | None = None) -> dict:
+    return (judge or session(namespace)).run("test", source)
+
+
+# -- the wire format ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [
+    None, True, 0, -3, 2**80, 1.5, float("inf"), "text", [1, [2.0, "x"]], (1, (2, 3)), {"a": 1, 2: (3,)},
+    1 + 2j, b"\x00\xff", range(2, 9, 3), np.float32(0.5), np.int64(7), np.bool_(True),
+    np.arange(6, dtype=np.int16).reshape(2, 3), np.array(["a", "bc"]), np.zeros((0, 4)), np.array(3.0)])
+def test_plain_values_cross_unchanged(value):
+    back = decode(loads(dumps(encode(value))))
+    assert type(back) is type(value)
+    if isinstance(value, np.ndarray):
+        assert back.dtype == value.dtype and np.array_equal(back, value)
+    else:
+        assert back == value or (value != value and back != back)
+
+
+def test_nan_crosses():
+    assert np.isnan(decode(loads(dumps(encode(float("nan"))))))
+
+
+def test_a_generator_goes_on_where_it_left_off():
+    rng = np.random.default_rng(5)
+    rng.random(3)
+    copy = decode(loads(dumps(encode(rng))))
+    assert np.array_equal(copy.random(4), rng.random(4))
+
+
+def test_the_same_array_twice_arrives_as_one_object():
+    zeros = np.zeros(2)
+    first, second, other = decode(loads(dumps(encode([zeros, zeros, np.zeros(2)]))))
+    assert first is second and first is not other
+
+
+class _Reduces:
+    def __reduce__(self):  # pragma: no cover - must never be called
+        raise AssertionError("pickled")
+
+
+@pytest.mark.parametrize("value", [_Reduces(), np.array([object()], dtype=object), np.ma.masked_array([1, 2]),
+                                   np.zeros(2, dtype=[("a", "f8")]), lambda: None, types.SimpleNamespace()])
+def test_what_is_not_plain_data_does_not_cross_by_value(value):
+    with pytest.raises(WireError):
+        encode(value)
+    handle = encode(value, refer=lambda obj: {"$t": "ref", "id": 1})
+    assert handle["$t"] == "ref"
+
+
+def _npy_text(array, allow_pickle=False) -> str:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=allow_pickle)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+@pytest.mark.parametrize("data", [
+    {"$t": "array", "v": _npy_text(np.array([{"a": 1}], dtype=object), allow_pickle=True)},  # a pickle inside
+    {"$t": "array", "v": "not base64!"},
+    {"$t": "array", "v": base64.b64encode(b"\x93NUMPY\x01\x00{'descr': '<f8', 'fortran_order': False, "
+                                          b"'shape': (100000000000,), }").decode()},  # claims 800 GB
+    {"$t": "scalar", "v": _npy_text(np.zeros(2))},
+    {"$t": "module", "v": "os"},
+    {"$t": "module", "v": "subprocess"},
+    {"$t": "rng", "v": {"$t": "dict", "v": [["bit_generator", "Evil"]]}},
+    {"$t": "pickle", "v": ""},
+    {"$t": "ref", "id": 1},
+    {"$t": "same", "v": 3},
+    {"no": "tag"},
+])
+def test_the_judge_refuses_what_its_encoder_never_writes(data):
+    with pytest.raises(WireError):
+        decode(data)
+
+
+def test_deep_nesting_and_huge_messages_are_refused():
+    deep: list = []
+    for _ in range(MAX_DEPTH + 5):
+        deep = [deep]
+    with pytest.raises(WireError):
+        encode(deep)
+    with pytest.raises(WireError):
+        decode(deep)
+    with pytest.raises(WireError):
+        loads(" " * (MAX_CHARS + 1))
+    with pytest.raises(WireError):
+        loads("[" * 100_000)
+
+
+# -- the judge's session -------------------------------------------------------------------------
+
+def test_a_test_passes_or_fails_on_the_values_the_students_code_returns():
+    namespace = {"double": lambda x: 2 * x, "np": np}
+    assert run(namespace, "assert double(np.arange(3)).tolist() == [0, 2, 4]") == {"ok": True}
+    namespace["double"] = lambda x: 3 * x
+    verdict = run(namespace, "assert double(2) == 4, 'double(2) must be 4'")
+    assert verdict == {"ok": False, "ename": "AssertionError", "evalue": "double(2) must be 4"}
+
+
+def test_the_tests_use_the_judges_own_modules_and_builtins():
+    fake_numpy = types.ModuleType("numpy")
+    fake_numpy.allclose = lambda *args, **kwargs: True
+    namespace = {"np": fake_numpy, "len": lambda x: 3, "AssertionError": None, "f": lambda: [1, 2]}
+    assert run(namespace, "assert np.allclose([0.0], [1.0])")["ok"] is False
+    assert run(namespace, "assert len(f()) == 3")["ok"] is False
+    assert run(namespace, "assert np is __import__('numpy')") == {"ok": True}
+
+
+def test_names_the_tests_bound_are_not_taken_from_the_notebook():
+    namespace = {"f": lambda x: x + 1}
+    judge = session(namespace)
+    assert judge.run("a", "_expected = 3\nassert f(2) == _expected") == {"ok": True}
+    namespace["_expected"] = 99  # the student binds the same name in the notebook
+    namespace["f"] = lambda x: 99
+    assert judge.run("b", "assert f(2) == _expected")["ok"] is False
+
+
+def test_a_name_the_student_redefines_is_read_again():
+    namespace = {"f": lambda: 1}
+    judge = session(namespace)
+    assert judge.run("a", "assert f() == 2")["ok"] is False
+    namespace["f"] = lambda: 2
+    assert judge.run("b", "assert f() == 2") == {"ok": True}
+
+
+def test_changes_to_the_arguments_reach_the_test():
+    def in_place(w, m, v):
+        m += 1.0
+        v += 1.0
+        w *= 2
+        return w
+
+    judge = session({"in_place": in_place, "np": np})
+    code = ("w, zeros = np.ones(2), np.zeros(2)\nin_place(w, zeros, zeros)\n"
+            "assert w.tolist() == [2.0, 2.0] and zeros.tolist() == [2.0, 2.0]")
+    assert judge.run("a", code) == {"ok": True}
+    code = "rng = np.random.default_rng(0)\nin_place(np.ones(1), rng.random(1), np.zeros(1))\n"
+    assert judge.run("b", code) == {"ok": True}
+
+
+def test_the_random_stream_goes_on_after_the_students_function():
+    judge = session({"draw": lambda rng: rng.random(2)})
+    code = ("import numpy as np\nrng = np.random.default_rng(3)\nfirst = draw(rng)\nsecond = rng.random(2)\n"
+            "expected = np.random.default_rng(3).random(4)\n"
+            "assert np.array_equal(np.concatenate([first, second]), expected)")
+    assert judge.run("a", code) == {"ok": True}
+
+
+class _StudentError(ValueError):
+    pass
+
+
+def _raises_student_error():
+    raise _StudentError("bad rate")
+
+
+def _exits():
+    raise SystemExit(0)
+
+
+def test_exceptions_arrive_as_their_built_in_kind():
+    namespace = {"f": _raises_student_error, "g": _exits}
+    code = "try:\n    f()\nexcept ValueError as e:\n    assert 'bad rate' in str(e)\nelse:\n    raise AssertionError"
+    assert run(namespace, code) == {"ok": True}
+    verdict = run(namespace, "try:\n    g()\nexcept Exception:\n    pass")
+    assert verdict == {"ok": True}  # SystemExit in the kernel is an error of the call here, not the judge's exit
+    assert run(namespace, "g()")["ename"] == "KernelError"
+
+
+def test_objects_stay_in_the_kernel_and_the_judge_only_gets_values():
+    class Layer:
+        rate = 0.5
+
+        def __call__(self, x):
+            return x * 2
+
+    judge = session({"Layer": Layer, "np": np})
+    code = "layer = Layer()\nassert layer.rate == 0.5\nassert np.array_equal(layer(np.ones(2)), [2, 2])"
+    assert judge.run("a", code) == {"ok": True}
+    assert type(judge.namespace["layer"]) is Remote
+    with pytest.raises(AttributeError):
+        judge.namespace["layer"].rate = 1
+
+
+def test_a_kernel_that_does_not_answer_as_it_must_fails_the_test():
+    for reply in [None, "'not json'", "'{\"raise\": 3}'", "'{\"nothing\": 1}'", "12", "'" + "[" * 5000 + "'"]:
+        judge = Session(lambda request, reply=reply: reply)
+        verdict = judge.run("a", "f = g\nassert f() is None")
+        assert verdict["ok"] is False and verdict["ename"] == "KernelError", (reply, verdict)
+
+
+def test_objects_the_test_made_are_not_sent_to_the_kernel():
+    verdict = run({"f": lambda x: 1}, "class Local:\n    pass\nf(Local())")
+    assert verdict["ok"] is False and verdict["ename"] == "WireError"
+    # a WireError is not a ValueError: it cannot satisfy a test that expects one
+    verdict = run({"f": lambda x: 1}, "try:\n    f(object())\nexcept ValueError:\n    pass")
+    assert verdict["ok"] is False
+
+
+def test_the_delegation_check_runs_where_the_students_function_is():
+    from nnh.schedules import cosine_decay
+
+    own = "from nnh import schedules as _ref\nfrom nnh.grading import assert_own_work\n" \
+          "assert_own_work(cosine_decay, _ref.cosine_decay, 5, 10, 0.1)"
+    assert run({"cosine_decay": cosine_decay}, own)["ok"] is False
+
+    def written(step, total_steps, initial_lr, final_lr=0.0):
+        return final_lr + (initial_lr - final_lr) * (1 + np.cos(np.pi * min(step, total_steps) / total_steps)) / 2
+
+    assert run({"cosine_decay": written}, own) == {"ok": True}
+
+
+# -- the grading process's side ------------------------------------------------------------------
+
+def test_the_kernel_runs_only_the_visible_tests():
+    source = "assert f(1) == 2\n### BEGIN HIDDEN TESTS\nassert f(5) == 10\n### END HIDDEN TESTS\nprint('done')\n"
+    assert visible_part(source) == "assert f(1) == 2\nprint('done')\n"
+
+
+def test_the_verdict_decides_the_cells_outputs():
+    def cell():
+        return nbformat.v4.new_code_cell(outputs=[
+            nbformat.v4.new_output("stream", name="stdout", text="hello\n"),
+            nbformat.v4.new_output("error", ename="AssertionError", evalue="from the kernel", traceback=[])])
+
+    passed = cell()
+    apply_verdict(passed, {"ok": True})
+    assert [o.output_type for o in passed.outputs] == ["stream", "stream"]
+    assert "from the kernel" in passed.outputs[1].text
+    failed = cell()
+    apply_verdict(failed, {"ok": False, "ename": "AssertionError", "evalue": "from the judge"})
+    assert [(o.output_type, o.get("evalue")) for o in failed.outputs] == [("stream", None),
+                                                                          ("error", "from the judge")]
+
+
+# -- every assignment: the judge decides as the kernel does --------------------------------------
+
+HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", re.S)
+
+
+def _verdicts(assignment: str, answers: dict[str, str], judged: bool) -> dict[str, bool]:
+    """Test cell → passed, for the source notebook with ``answers`` in its answer cells:
+    every cell run in one namespace (as nbgrader does in the kernel), or the test cells
+    decided by a judge (the cells marked as decided in the kernel excepted)."""
+    nb = nbformat.read(nbgrading.REPO / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
+    namespace: dict = {}
+    judge = session(namespace)
+    passed = {}
+    for cell in nb.cells:
+        if cell.cell_type != "code" or "NBGRADER_EXECUTION" in cell.source:
+            continue
+        meta = cell.metadata.get("nbgrader", {})
+        source = answers.get(meta.get("grade_id"), "raise NotImplementedError()") if meta.get("solution") \
+            else cell.source
+        test = bool(meta.get("grade")) and not meta.get("solution")
+        by_judge = judged and test and KERNEL_DECIDED not in source
+        try:
+            exec(HIDDEN.sub("", source) if by_judge else source, namespace)  # noqa: S102 - the course's cells
+            ok = True
+        except Exception:  # noqa: BLE001 - a failing test
+            ok = False
+        if test:
+            passed[meta["grade_id"]] = judge.run(meta["grade_id"], source)["ok"] if by_judge else ok
+    return passed
+
+
+def _submissions(assignment: str, wrong: bool):
+    module = importlib.import_module(f"submissions_{assignment}")
+    if not wrong:
+        return [(f"{assignment}-{sid}", assignment, answers) for sid, answers in module.CORRECT.items()]
+    return [(f"{assignment}-{sid}", assignment, module.WRONG[sid][0]) for sid in sorted(module.WRONG)]
+
+
+@pytest.mark.parametrize(("assignment", "answers"), [
+    pytest.param(a, answers, id=sid) for assignment in ("regularization", "schedules", "augmentation", "dropout")
+    for sid, a, answers in _submissions(assignment, wrong=False)[:1]]
+    + [pytest.param(a, answers, id=sid) for assignment in ("regularization", "schedules")
+       for wrong in (False, True) for sid, a, answers in _submissions(assignment, wrong)[0 if wrong else 1:]])
+def test_the_judge_decides_every_test_as_the_kernel_does(assignment, answers):
+    in_kernel = _verdicts(assignment, answers, judged=False)
+    judged = _verdicts(assignment, answers, judged=True)
+    assert judged == in_kernel
