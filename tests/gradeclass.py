@@ -37,6 +37,10 @@ MAX = sum(POINTS.values())
 assert ALL[:len(L2 + L1 + ELASTIC + GRAD)] == L2 + L1 + ELASTIC + GRAD, "the first parts, in this order"
 
 
+L1_VALUES = ["test_l1_penalty_values", "test_l1_penalty_keras", "test_elastic_net_penalty_values"]
+L2_L1_VALUES = ["test_l2_penalty_values", "test_l2_penalty_list", "test_l2_penalty_keras"] + L1_VALUES
+
+
 def points(cells: list[str]) -> float:
     """The points of ``cells`` together."""
     return sum(POINTS[c] for c in cells)
@@ -187,6 +191,66 @@ PATCHES_WHEN_CALLED = """def l1_penalty(weights, lam):
 """
 
 
+#: The wrong answer of the students who tamper with the kernel (s28-s31): l2_penalty is 0.
+WRONG_L2 = _ref("l2_penalty").replace("    return float(lam * sum(", "    return 0.0 * float(lam * sum(")
+#: The test cells WRONG_L2 fails (elastic_net_penalty adds l2_penalty): an honest student with it
+#: gets every other test cell.
+WRONG_L2_LOSES = ["test_l2_penalty_values", "test_l2_penalty_list", "test_l2_penalty_keras",
+                  "test_elastic_net_penalty_values"]
+#: The kernel's IPython shell, reached without naming ``get_ipython`` (the static scan looks for it).
+_SHELL = '_ip = getattr(print.__self__, "get_" + "ipython")()  # IPython puts it among the builtins\n'
+#: Drops the kernel's error messages and turns failed execute replies into successes: in the
+#: kernel, a failing test cell would look passed.
+SILENCES_ERRORS = _SHELL + """_session = _ip.kernel.session
+_send = _session.send
+def _quiet(stream, msg_or_type, content=None, *args, **kwargs):
+    kind = msg_or_type if isinstance(msg_or_type, str) else msg_or_type.get("header", {}).get("msg_type")
+    if kind == "error":
+        return None
+    if kind == "execute_reply" and isinstance(content, dict) and content.get("status") == "error":
+        content = {"status": "ok", "execution_count": content.get("execution_count"), "user_expressions": {},
+                   "payload": []}
+    return _send(stream, msg_or_type, content, *args, **kwargs)
+getattr(type(_session), "__set" + "attr__")(_session, "send", _quiet)
+"""
+#: Finds the runtime guard's check (a builtin under a random name, its key in its closure),
+#: replaces it by one that always answers "nothing changed", then patches the comparisons.
+REPLACES_THE_GUARD = """import hmac as _h, hashlib as _s
+_b = print.__self__  # the builtins module
+for _name in dir(_b):
+    _found = getattr(_b, _name)
+    _keys = [_c.cell_contents for _c in (getattr(_found, "__closure__", None) or ())
+             if isinstance(getattr(_c, "cell_contents", None), bytes) and len(_c.cell_contents) == 32]
+    if _keys:
+        def _ok(challenge, _key=_keys[0]):
+            return _h.new(_key, f"{challenge}:ok".encode(), _s.sha256).hexdigest()
+        getattr(type(_b), "__set" + "attr__")(_b, _name, _ok)
+_hook = getattr(type(np), "__set" + "attr__")
+_hook(np, "allclose", lambda *args, **kwargs: True)
+_hook(math, "isclose", lambda *args, **kwargs: True)
+"""
+#: Removes every ``assert`` from the cells that run after it (an IPython AST transformer).
+DROPS_ASSERTS = _SHELL + """import ast as _ast
+class _NoAsserts(_ast.NodeTransformer):
+    def visit_Assert(self, node):
+        return _ast.Pass()
+getattr(_ip, "ast_" + "transformers").append(_NoAsserts())
+"""
+#: An answer that patches the comparisons when a test calls it and puts them back when the
+#: cell ends, so that the guard's checks before and after a cell find nothing changed.
+PATCHES_DURING_TESTS = _SHELL + """_saved = {}
+def _put_back(*_):
+    for (_module, _name), _value in _saved.items():
+        getattr(type(_module), "__set" + "attr__")(_module, _name, _value)
+    _saved.clear()
+getattr(_ip, "ev" + "ents").register("post_run_cell", _put_back)
+""" + WRONG_L2.replace("    return 0.0 *", """    for _module, _name in ((math, "isclose"), (np, "allclose")):
+        if (_module, _name) not in _saved:
+            _saved[_module, _name] = getattr(_module, _name)
+            getattr(type(_module), "__set" + "attr__")(_module, _name, lambda *args, **kwargs: True)
+    return 0.0 *""")
+
+
 REPO = Path(__file__).resolve().parents[1]
 #: What the students who attack the machine leave behind if they can (see :func:`students`).
 LEFT_BEHIND = ("sleep 987", "/tmp/nnh-left-behind")
@@ -274,16 +338,23 @@ def students() -> dict[str, Student]:
                                                "get_ipython().input_transformers_post.append("
                                                "lambda lines: ['pass\\n'])\n"
                                                + cheat["l2_penalty"]}),
-            "tampered", 0.0, zero=ALL, detail="nnh.grading.check_function"),
+            # under the judge its patches change nothing; the transformer that empties every later cell
+            # leaves only l2_penalty (right on the visible tests, wrong on the hidden ones) defined
+            "tampered", points(["test_l2_penalty_values", "test_l2_penalty_list", "test_l2_penalty_keras"]),
+            full=["test_l2_penalty_values", "test_l2_penalty_list", "test_l2_penalty_keras"],
+            zero=["test_l2_penalty_errors"] + L1 + ELASTIC + GRAD, detail="nnh.grading.check_function"),
         "s19_custom_exc": Student(
             _answers(l1_penalty="get_ipython().set_custom_exc((BaseException,), lambda *a, **k: None)\n"
                                 "def l1_penalty(weights, lam):\n    return 0.0\n"),
-            "tampered", full=L2, zero=L1 + ELASTIC + GRAD, detail="set_custom_exc"),
+            "tampered", MAX - points(L1 + ["test_elastic_net_penalty_values"]), full=L2 + GRAD,
+            zero=L1 + ["test_elastic_net_penalty_values"], detail="set_custom_exc"),
         # caught by the runtime integrity guard only (a test checks that the static scan misses them)
-        "s20_evades_scan": Student(_answers(**_evades_scan_at_top_level()), "tampered", 0.0, zero=ALL,
-                                   detail="numpy.allclose was replaced"),
-        "s21_patches_when_called": Student(_answers(l1_penalty=PATCHES_WHEN_CALLED), "tampered", points(L2), full=L2,
-                                           zero=L1 + ELASTIC + GRAD, detail="after this test cell"),
+        # (the judge decides their tests with its own numpy and math: each gets what its answers deserve)
+        "s20_evades_scan": Student(_answers(**_evades_scan_at_top_level()), "tampered", MAX - points(L2_L1_VALUES),
+                                   full=GRAD, zero=L2_L1_VALUES, detail="numpy.allclose was replaced"),
+        "s21_patches_when_called": Student(_answers(l1_penalty=PATCHES_WHEN_CALLED), "tampered",
+                                           MAX - points(L1_VALUES), full=L2 + GRAD, zero=L1_VALUES,
+                                           detail="after this test cell"),
         # 3 MB printed and a 3 MB HTML display in an answer cell, a display with 3 MB of
         # metadata in another: the grader keeps at most 1 MB of a cell's output (a note says
         # so), and the error of a later wrong answer still costs points
@@ -303,6 +374,18 @@ def students() -> dict[str, Student]:
         "s26_outlives": Student(_answers(l2_penalty_grad=OUTLIVES + _ref("l2_penalty_grad")), "ok", MAX, full=ALL),
         "s27_fills_tmp": Student(_answers(elastic_net_penalty=FILLS_TMP + _ref("elastic_net_penalty")), "ok", MAX,
                                  full=ALL, detail="MB written to /tmp: 25"),
+        # students who tamper with the kernel where the runtime guard does not look (its messaging,
+        # its AST transformers, the guard itself, patches in force only while a test runs), each
+        # with l2_penalty wrong: the judge decides every test cell, so each gets exactly what its
+        # wrong answer deserves (the static scan names the tampering)
+        "s28_silences_errors": Student(_answers(l2_penalty=SILENCES_ERRORS + WRONG_L2), "ok",
+                                       MAX - points(WRONG_L2_LOSES), zero=WRONG_L2_LOSES),
+        "s29_replaces_the_guard": Student(_answers(l2_penalty=REPLACES_THE_GUARD + WRONG_L2), "tampered",
+                                          MAX - points(WRONG_L2_LOSES), zero=WRONG_L2_LOSES),
+        "s30_drops_asserts": Student(_answers(l2_penalty=DROPS_ASSERTS + WRONG_L2), "tampered",
+                                     MAX - points(WRONG_L2_LOSES), zero=WRONG_L2_LOSES),
+        "s31_patches_during_tests": Student(_answers(l2_penalty=PATCHES_DURING_TESTS), "tampered",
+                                            MAX - points(WRONG_L2_LOSES), zero=WRONG_L2_LOSES),
         # an honest student who pasted an answer cell and a test cell twice (same metadata):
         # nbgrader alone fails on the duplicate grade_ids (jupyter/nbgrader#1941)
         "s22_pasted_cells": Student(_edit_cells(reference, _paste_twice, raw=True), "ok", MAX, full=ALL,
@@ -311,7 +394,11 @@ def students() -> dict[str, Student]:
 
 
 #: Students whose tampering only the runtime guard catches.
-EVADE_SCAN = ("s20_evades_scan", "s21_patches_when_called")
+EVADE_SCAN = ("s20_evades_scan", "s21_patches_when_called", "s29_replaces_the_guard", "s30_drops_asserts",
+              "s31_patches_during_tests")
+#: A student whose tampering neither the static scan nor the guard catches: its kernel hides
+#: every error (with --no-judge it would get full marks); the judge grades its answers.
+EVADE_BOTH = ("s28_silences_errors",)
 
 
 _GENERATED: dict[str, Path] = {}

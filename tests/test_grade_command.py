@@ -275,8 +275,11 @@ def test_nbgrader_tools_read_the_result(graded):
 @CLASS_GROUP
 def test_runtime_guard_catches_what_the_static_scan_misses(graded):
     """Tampering written so that the static scan cannot see it (``getattr`` of a
-    string instead of ``setattr``; a patch made when a test calls the answer) is
-    caught by the integrity guard inside the kernel, and costs the tests from there on."""
+    string instead of ``setattr``; a patch made when a test calls the answer; the
+    guard itself replaced; an AST transformer; a patch undone when the cell ends) is
+    caught by the integrity guard inside the kernel, which the feedback notes; the judge
+    decides the tests (the class's expected scores), so it changes no points.  Hiding
+    every error in the kernel's messaging escapes both checks, and changes no points either."""
     course, rows, *_ = graded
     source = nbformat.read(course / "solutions" / A / f"{A}.ipynb", as_version=4)
     for name in gradeclass.EVADE_SCAN:
@@ -284,7 +287,28 @@ def test_runtime_guard_catches_what_the_static_scan_misses(graded):
         assert scan_notebook(submitted, source) == [], f"{name}: meant to get past the static scan"
         assert rows[name]["status"] == "tampered", name
         feedback = nbgrading.notebook_path(course, "feedback", A, name).with_suffix(".html").read_text()
-        assert "integrity check" in feedback and "TamperingDetected" in feedback, name
+        assert "nnh grade: tampering: the integrity check" in feedback, name  # a note: the judge decided
+    for name in gradeclass.EVADE_BOTH:
+        submitted = nbformat.read(nbgrading.notebook_path(course, "submitted", A, name), as_version=4)
+        assert scan_notebook(submitted, source) == [], f"{name}: meant to get past the static scan"
+        assert rows[name]["status"] == "ok", name  # unseen, and graded on its answers alone
+
+
+@pytest.mark.xdist_group("nnh-grade-solo")
+def test_without_the_judge_the_guard_decides(tmp_path):
+    """``--no-judge``: the tests run in the kernel, and the guard's finding costs the tests
+    from there on; tampering that escapes the scan and the guard (a kernel that hides its
+    errors) then gets full marks for wrong answers, which is why the judge is the default."""
+    names = ["s01_reference", "s20_evades_scan", *gradeclass.EVADE_BOTH]
+    course = gradeclass.make_class(tmp_path / "course", names)
+    nnh_grade(course, "--jobs", "2", "--no-judge", "--no-preflight", "--csv", "grades.csv")
+    rows, book = gradeclass.read_csv(course / "grades.csv"), grades(course)
+    assert rows["s01_reference"]["status"] == "ok" and book["s01_reference"]["total"] == gradeclass.MAX
+    assert rows["s20_evades_scan"]["status"] == "tampered" and book["s20_evades_scan"]["total"] == 0
+    feedback = nbgrading.notebook_path(course, "feedback", A, "s20_evades_scan").with_suffix(".html").read_text()
+    assert "TamperingDetected" in feedback
+    for name in gradeclass.EVADE_BOTH:
+        assert rows[name]["status"] == "ok" and book[name]["total"] == gradeclass.MAX, (name, book[name])
 
 
 @CLASS_GROUP

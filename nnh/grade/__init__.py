@@ -34,8 +34,9 @@ Statuses (CSV column ``status``):
 ``timeout``      a cell hit the per-cell limit, or the notebook the per-student limit
 ``kernel_died``  the kernel exited or crashed; the cells before it keep their points
 ``memory``       the student's code exceeded the memory cap
-``tampered``     the student's cells change what the tests rely on: the tests after
-                 the first such cell score zero
+``tampered``     the student's cells change what the tests rely on: under the judge
+                 (the default) the test cells decided in the kernel after the first
+                 such cell score zero; with ``--no-judge`` every test cell after it
 ``error``        nothing gradable: empty folder, invalid notebook, grader failure
 
 The grader is this package, one job a module:
@@ -56,6 +57,9 @@ The grader is this package, one job a module:
 ``execute``        nbgrader's ``Execute`` with time budget, output caps, dead-kernel handling
 ``scan``           the static tampering scan of the student's cells
 ``guard``          the runtime integrity guard, installed in the kernel
+``judge``          the judge: the process where test cells are decided, away from student code
+``judge_client``   the grading process's side of the judge: cells in, verdicts out
+``wire``           the plain data that crosses between the kernel and the judge
 ``feedback``       hidden tests taken out of the student's feedback
 ``launcher``       the kernel launcher: resource limits, the kernel's user, the box
 ``zygote``         warm kernels: one import of TensorFlow, a fork per student

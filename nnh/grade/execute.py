@@ -22,6 +22,7 @@ from nnh.grade.judge_client import KERNEL_DECIDED, JudgeClient, apply_verdict, v
 
 
 OUTPUT_NOTE = "[nnh grade: output truncated: it passed"
+TAMPER_NOTE = "[nnh grade: tampering:"  # under the judge, the guard's finding (a note, not an error)
 OUTPUT_ERROR_CHARS = 20_000  # an error's message, and each traceback line, at most
 OUTPUT_TRACEBACK_LINES = 60  # the last lines of a traceback
 
@@ -80,6 +81,8 @@ class SandboxExecute(Execute):
         self._nnh_cell_timeout = self.timeout
         self._nnh_guard = None  # (name in builtins, key) once the guard is installed; False: unavailable
         self._nnh_server = None  # the name of the kernel's value server (nnh.grade.wire), once installed
+        self._nnh_tampered = None  # under the judge: the guard's first finding
+        self._nnh_note = None  # ... not yet shown in a cell
         if self.judge:
             self._judge_client().start()  # its imports overlap the kernel's start
         path = (resources or {}).get("metadata", {}).get("path")
@@ -194,8 +197,6 @@ class SandboxExecute(Execute):
             cell.source = full
         if self._nnh_dead is not None:
             return cell, resources
-        if self._nnh_server is None:
-            self._install_server(60)
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id") or f"#{index + 1}"
         verdict = self._judge_client().run(grade_id, full, self._ask_kernel, max(float(self.timeout or 60), 1.0))
         apply_verdict(cell, verdict)
@@ -288,10 +289,27 @@ class SandboxExecute(Execute):
             return self._stop(cell, index, "KernelDied", "the kernel died before this cell")
         if change is None:
             return None
+        found = f"the integrity check {when} this test cell found: {change}"
+        if self.judge:  # the judge decides the tests: a finding is a note, and costs only kernel-decided cells
+            if not self._nnh_tampered:
+                self._nnh_tampered = found
+                self._nnh_note = found
+            return None
         if when == "before":
             cell.outputs = []
-        return self._stop(cell, index, "TamperingDetected",
-                          f"the integrity check {when} this test cell found: {change}")
+        return self._stop(cell, index, "TamperingDetected", found)
+
+    def _after_guard(self, cell):
+        """Under the judge: the guard's first finding becomes a note on the cell where it
+        was made, and a test cell decided in the kernel after it gets no points."""
+        if self._nnh_note:
+            cell.outputs = list(cell.get("outputs", [])) + [NotebookNode(
+                output_type="display_data", metadata={}, data={"text/plain": f"{TAMPER_NOTE} {self._nnh_note}]"})]
+            self._nnh_note = None
+        if self._nnh_tampered and KERNEL_DECIDED in cell.source and utils.is_grade(cell) \
+                and not utils.is_solution(cell):
+            cell.outputs = list(cell.outputs) + [_error("TamperingDetected", f"not decided: {self._nnh_tampered}; "
+                                                        "this test cell is decided in the kernel")]
 
     def preprocess_cell(self, cell, resources, index):
         if self.judge and cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell) \
@@ -317,6 +335,11 @@ class SandboxExecute(Execute):
                 self._install_guard(max(1.0, min(max(self._nnh_cell_timeout or 0, 60), left or 1e9)))
             except DeadKernelError:
                 return self._stop(cell, index, "KernelDied", "the kernel died before this cell")
+        if self.judge and self._nnh_server is None and cell.cell_type == "code":
+            try:  # before any student code, which could keep it from being installed
+                self._install_server(60)
+            except DeadKernelError:
+                return self._stop(cell, index, "KernelDied", "the kernel died before this cell")
         if self.notebook_timeout and cell.cell_type == "code":
             left = self.notebook_timeout - (_time.monotonic() - self._nnh_start)
             if left <= 0:
@@ -338,6 +361,8 @@ class SandboxExecute(Execute):
                               f"the cell could not be run or stopped ({type(error).__name__}: "
                               f"{str(error)[:300]}); the cells after it were not run")
         stopped = self._guarded(cell, index, "after")
+        if stopped is None and self.judge and cell.cell_type == "code":
+            self._after_guard(cell)
         return stopped if stopped is not None else (cell, resources)
 
 def _shorten(text, limit):

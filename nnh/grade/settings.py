@@ -12,8 +12,8 @@ STATUS_TEXT = {
     "timeout": "a cell or the whole notebook ran longer than the time limit",
     "kernel_died": "the Python kernel died (os._exit, a crash, or a resource limit); later cells were not run",
     "memory": "the notebook used more memory than allowed",
-    "tampered": "your code changes what the tests rely on (modules, builtins, the test helpers); "
-                "the tests that ran after it score zero",
+    "tampered": "your code changes what the tests rely on (modules, builtins, the test helpers, the kernel); "
+                "the notes below say which tests that cost",
     "error": "the submission could not be graded",
 }
 DEFAULT_TIMEOUT = 600

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 from nnh.grade.box import _Box, write_kernelspec
 from nnh.grade.confine import _private_home
-from nnh.grade.execute import OUTPUT_NOTE, _preprocessors
+from nnh.grade.execute import OUTPUT_NOTE, TAMPER_NOTE, _preprocessors
 from nnh.grade.feedback import hide_hidden_tests, put_back
 from nnh.grade.guard import GUARD_UNAVAILABLE, guarded_modules
+from nnh.grade.judge_client import KERNEL_DECIDED
 from nnh.grade.scan import scan_notebook
 from nnh.grade.submission import _check_notebooks, _files, _repair_duplicates, _write_files
 from nnh.grade.zygote import _Zygote
@@ -243,10 +244,16 @@ def _notebook_statuses(student: _Student, name: str, path: str, log: str) -> Non
     for grade_id, _, evalue in enames:
         if "course's reference" in evalue:
             student.detail(f"{name}: {grade_id} scores zero: {evalue}")
-    caught = [(g, v) for g, e, v in enames if e == "TamperingDetected" and not v.startswith("not run")]
+    caught = [(g, v) for g, e, v in enames if e == "TamperingDetected" and not v.startswith(("not run", "not decided"))]
+    caught += [(c.metadata.get("nbgrader", {}).get("grade_id"), o.data["text/plain"][len(TAMPER_NOTE):].strip(" ]"))
+               for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "display_data"
+               and str(o.get("data", {}).get("text/plain", "")).startswith(TAMPER_NOTE)]
     if caught:
         student.result["status"] = "tampered"
-        student.detail(f"{name}: {caught[0][1]} (cell {caught[0][0]}); that test and every later one score zero")
+        cost = ("the tests are decided by the judge, so this changes no points but those of the test cells "
+                "decided in the kernel after it") if student.limits.get("judge") else \
+            "that test and every later one score zero"
+        student.detail(f"{name}: {caught[0][1]} (cell {caught[0][0]}); {cost}")
     if GUARD_UNAVAILABLE in log:
         student.detail(f"{name}: {GUARD_UNAVAILABLE}")
     if name in student.tampering:
@@ -310,13 +317,18 @@ def _scanned_tampering(student: _Student, name: str, nb) -> None:
     first_id = submitted.cells[first].metadata.get("nbgrader", {}).get("grade_id")
     ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells]
     start = ids.index(first_id) if first_id in ids else 0
+    judged = student.limits.get("judge")  # the judge decides every test cell not decided in the kernel
     student.affected[name] = {g for g, c in zip(ids[start:], nb.cells[start:])
-                              if c.metadata.get("nbgrader", {}).get("grade")}
+                              if c.metadata.get("nbgrader", {}).get("grade")
+                              and not (judged and KERNEL_DECIDED not in c.source)}
     student.result["status"] = "tampered"
     for grade_id, _, reasons in found:
         for reason in reasons:
             student.detail(f"{name}: tampering in cell {grade_id or 'added by the student'}: {reason}")
-    student.detail(f"{name}: the tests after that cell score zero: {', '.join(sorted(student.affected[name]))}")
+    if student.affected[name]:
+        student.detail(f"{name}: the tests after that cell score zero: {', '.join(sorted(student.affected[name]))}")
+    else:
+        student.detail(f"{name}: the judge decides every test after that cell, so this changes no points")
 
 
 def _read_grades(student: _Student) -> None:
