@@ -230,6 +230,30 @@ def test_objects_the_test_made_are_not_sent_to_the_kernel():
     assert verdict["ok"] is False
 
 
+def test_a_keras_model_of_the_test_reaches_the_kernel_as_a_copy():
+    import keras
+
+    def predict(model, x):
+        assert type(model).__module__.startswith("keras") and model is not sent[0]
+        return keras.ops.convert_to_numpy(model(x))
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    sent = [model]
+    judge = session({"predict": predict})
+    judge.namespace["model"] = model
+    judge.owned.add("model")
+    x = np.ones((4, 3), dtype="float32")
+    judge.namespace["x"] = x
+    judge.owned.add("x")
+    code = "import numpy as np, keras\nassert np.allclose(predict(model, x), keras.ops.convert_to_numpy(model(x)))"
+    assert judge.run("a", code) == {"ok": True}
+    # nothing of the kind comes back: a model tag from the kernel is refused
+    assert run({"f": lambda: 1}, "f()")["ok"]
+    with pytest.raises(KernelError):
+        judge._value({"$t": "keras", "v": {"config": model.to_json(), "weights": []}})
+
+
 def test_the_delegation_check_runs_where_the_students_function_is():
     from nnh.schedules import cosine_decay
 

@@ -33,7 +33,7 @@ import json
 import sys
 import types
 
-from nnh.grade.wire import MUTABLE, WireError, decode, encode, loads, write_back
+from nnh.grade.wire import MUTABLE, WireError, decode, encode, keras_model, loads, write_back
 
 #: What a test reads from the kernel that is not a name of the notebook.
 _BUILTIN_NAMES = frozenset(dir(builtins))
@@ -127,9 +127,14 @@ class Session:
             raise KernelError("the student's kernel did not answer as it must")
         return message
 
+    def _handle(self, ref: dict) -> Remote:
+        if ref.get("$t") != "ref" or type(ref.get("id")) is not int:
+            raise WireError("from the kernel, only handles stand for objects")
+        return Remote(self, ref)
+
     def _value(self, data):
         try:
-            return decode(data, lambda ref: Remote(self, ref))
+            return decode(data, self._handle)
         except (WireError, ImportError, RecursionError, MemoryError) as error:
             raise KernelError(f"the student's code returned something that is not plain data ({error})") from None
 
@@ -137,6 +142,9 @@ class Session:
         def refer(obj):
             if type(obj) is Remote:
                 return {"$t": "ref", "id": obj._nnh_ref.get("id")}
+            model = keras_model(obj)  # a model the test built: the kernel gets a copy (config and weights)
+            if model is not None:
+                return model
             raise WireError(f"a {type(obj).__name__} of the test cannot be sent to the student's kernel")
         return encode(value, refer)
 

@@ -144,6 +144,18 @@ def _encode(value, refer, depth: int, memo: dict):
     return refer(value)
 
 
+def _keras_model(body):
+    """A Keras model the judge sent (its JSON config and weights), rebuilt; only the
+    kernel reads these (see :meth:`KernelServer.resolve`)."""
+    import keras
+
+    if not isinstance(body, dict) or not isinstance(body.get("config"), str):
+        raise WireError("a Keras model must come as its JSON config and its weights")
+    model = keras.models.model_from_json(body["config"])
+    model.set_weights(decode(body.get("weights"), None, 1, {}))
+    return model
+
+
 def _tagged(tag: str, body, resolve, depth: int, memo: dict):
     if tag == "tuple" and isinstance(body, list):
         return tuple(decode(v, resolve, depth + 1, memo) for v in body)
@@ -205,7 +217,7 @@ def decode(data, resolve=None, depth: int = 0, memo: dict | None = None):
         return [decode(v, resolve, depth + 1, memo) for v in data]
     if type(data) is dict and isinstance(data.get("$t"), str):
         tag = data["$t"]
-        if tag == "ref":
+        if tag in ("ref", "keras"):  # a handle, or a Keras model sent by the judge: the kernel's to resolve
             if resolve is None:
                 raise WireError("a handle is not plain data")
             return resolve(data)
@@ -304,6 +316,8 @@ class KernelServer:  # pragma: no cover - exercised in the kernel, and by tests/
                 "name": str(name if isinstance(name, str) else type(value).__name__)[:200]}
 
     def resolve(self, entry: dict):
+        if entry.get("$t") == "keras":
+            return _keras_model(entry.get("v"))
         if entry.get("id") not in self.objects:
             raise WireError(f"no object has the handle {entry.get('id')!r}")
         return self.objects[entry["id"]]
@@ -352,6 +366,19 @@ class KernelServer:  # pragma: no cover - exercised in the kernel, and by tests/
         args = decode(request.get("arguments"), self.resolve)
         assert_own_work(self.resolve(request), reference, *args, name=request.get("name"))
         return {"ok": None}
+
+
+def keras_model(value) -> dict | None:
+    """What stands for a Keras model of the judge's in a request: its JSON config and
+    weights, which the kernel rebuilds into a model of its own (None: not a model)."""
+    module = type(value).__module__ or ""
+    if module.split(".")[0] != "keras":
+        return None
+    import keras
+
+    if not isinstance(value, keras.Model):
+        return None
+    return {"$t": "keras", "v": {"config": value.to_json(), "weights": encode(list(value.get_weights()))}}
 
 
 def _raised(error: BaseException) -> dict:
