@@ -7,6 +7,7 @@ under new student ids up to N) are graded
 1. by serial ``nbgrader autograde`` (one student after the other),
 2. by ``nnh grade --jobs J`` (J students at a time, each kernel in a bubblewrap box),
 3. by ``nnh grade --jobs J --sandbox limits`` (no box: what the box costs),
+4. by ``nnh grade --jobs J --no-judge`` (hidden tests in the kernel: what the judge costs),
 
 and, as the floor, the graded notebooks (hidden tests included) are executed
 one by one with a bare ``jupyter nbconvert --execute``.  Prints the speed-up of
@@ -91,6 +92,10 @@ def main() -> None:
         limits_course = make(tmp / "limits", args.assignment, students)
         limited, _ = timed([str(BIN / "nnh"), "grade", args.assignment, "--jobs", str(args.jobs), "--force",
                             "--sandbox", "limits", "--user", ""], limits_course)
+        # the same with the tests decided in the kernel: what the judge costs per submission
+        kernel_course = make(tmp / "kernel", args.assignment, students)
+        in_kernel, _ = timed([str(BIN / "nnh"), "grade", args.assignment, "--jobs", str(args.jobs), "--force",
+                              "--no-judge"], kernel_course)
         # seconds of each student inside nnh grade's grading processes (kernel, nbgrader, feedback)
         manifest = json.loads((parallel_course / "autograded" / ".nnh-grade" / f"{args.assignment}.json").read_text())
         inside = sorted(record["seconds"] for record in manifest.values())
@@ -114,6 +119,8 @@ def main() -> None:
         "speedup": round(serial / parallel, 2),
         "nnh_grade_sandbox_limits_s": round(limited, 1),
         "box_cost_per_submission_s": round((parallel - limited) * args.jobs / n, 2),
+        "nnh_grade_no_judge_s": round(in_kernel, 1),
+        "judge_cost_per_submission_s": round((parallel - in_kernel) * args.jobs / n, 2),
         "per_submission_bare_execute_s": round(bare / n, 2),
         "per_submission_serial_nbgrader_s": round(serial / n, 2),
         "per_submission_nnh_grade_s": round(parallel * args.jobs / n, 2),
@@ -133,6 +140,8 @@ def main() -> None:
     print(f"nnh grade --jobs {args.jobs}:        {parallel:7.1f} s  (speed-up {serial / parallel:.2f}x)")
     print(f"the same with --sandbox limits (no box): {limited:7.1f} s; the box costs "
           f"{(parallel - limited) * args.jobs / n:+.2f} s per submission")
+    print(f"the same with --no-judge (tests in the kernel): {in_kernel:7.1f} s; the judge costs "
+          f"{(parallel - in_kernel) * args.jobs / n:+.2f} s per submission")
     print(f"bare nbconvert --execute:  {bare:7.1f} s  ({bare / n:5.2f} s per submission)")
     print(f"cost per submission over bare execution: nnh grade {parallel * args.jobs / bare:.2f}x, "
           f"serial nbgrader {serial / bare:.2f}x")

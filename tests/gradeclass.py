@@ -380,7 +380,7 @@ def students() -> dict[str, Student]:
         # wrong answer deserves (the static scan names the tampering)
         "s28_silences_errors": Student(_answers(l2_penalty=SILENCES_ERRORS + WRONG_L2), "ok",
                                        MAX - points(WRONG_L2_LOSES), zero=WRONG_L2_LOSES),
-        "s29_replaces_the_guard": Student(_answers(l2_penalty=REPLACES_THE_GUARD + WRONG_L2), "tampered",
+        "s29_replaces_the_guard": Student(_answers(l2_penalty=REPLACES_THE_GUARD + WRONG_L2), "ok",
                                           MAX - points(WRONG_L2_LOSES), zero=WRONG_L2_LOSES),
         "s30_drops_asserts": Student(_answers(l2_penalty=DROPS_ASSERTS + WRONG_L2), "tampered",
                                      MAX - points(WRONG_L2_LOSES), zero=WRONG_L2_LOSES),
@@ -394,11 +394,11 @@ def students() -> dict[str, Student]:
 
 
 #: Students whose tampering only the runtime guard catches.
-EVADE_SCAN = ("s20_evades_scan", "s21_patches_when_called", "s29_replaces_the_guard", "s30_drops_asserts",
-              "s31_patches_during_tests")
-#: A student whose tampering neither the static scan nor the guard catches: its kernel hides
-#: every error (with --no-judge it would get full marks); the judge grades its answers.
-EVADE_BOTH = ("s28_silences_errors",)
+EVADE_SCAN = ("s20_evades_scan", "s21_patches_when_called", "s30_drops_asserts", "s31_patches_during_tests")
+#: Students whose tampering neither the static scan nor the guard catches (a kernel that hides
+#: every error; the guard replaced, then the comparisons): with --no-judge they get full marks
+#: for wrong answers; the judge grades their answers.
+EVADE_BOTH = ("s28_silences_errors", "s29_replaces_the_guard")
 
 
 _GENERATED: dict[str, Path] = {}

@@ -267,6 +267,42 @@ def test_the_delegation_check_runs_where_the_students_function_is():
     assert run({"cosine_decay": written}, own) == {"ok": True}
 
 
+def test_the_judge_and_the_kernel_talk_over_a_unix_socket(tmp_path):
+    """The judge listens; when a test first needs the kernel, the grader starts the kernel's
+    loop (here a thread), which connects and answers until the judge says done."""
+    import threading
+
+    from nnh.grade.judge import KernelChannel
+
+    server = KernelServer({"f": lambda x: x * 2})
+    path = str(tmp_path / "judge.sock")
+    loops = []
+
+    def start():
+        loops.append(threading.Thread(target=server.loop, args=(path,)))
+        loops[-1].start()
+
+    channel = KernelChannel(start)
+    channel.listen(path)
+    judge = Session(channel.ask)
+    for _ in range(2):  # a loop per test cell
+        assert judge.run("a", "assert f(21) == 42") == {"ok": True}
+        channel.close()
+        loops[-1].join(5)
+        assert not loops[-1].is_alive(), "the kernel's loop returns when the judge is done"
+    assert len(loops) == 2
+    # a kernel that never connects fails the test, in bounded time
+    silent = KernelChannel(lambda: None)
+    silent.listen(str(tmp_path / "other.sock"))
+    import nnh.grade.judge as judge_module
+
+    judge_module.CONNECT_TIMEOUT, before = 0.5, judge_module.CONNECT_TIMEOUT
+    try:
+        assert Session(silent.ask).run("b", "assert f(1) == 2")["ename"] == "KernelError"
+    finally:
+        judge_module.CONNECT_TIMEOUT = before
+
+
 # -- the grading process's side ------------------------------------------------------------------
 
 def test_the_kernel_runs_only_the_visible_tests():

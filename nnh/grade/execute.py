@@ -18,7 +18,8 @@ from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 
 from nnh.grade.box import _Box
 from nnh.grade.guard import DEEP_GUARDED, GUARD_UNAVAILABLE, KERNEL_FUNCTIONS, SHADOW_GUARDED, _VOLATILE_BUILTINS
-from nnh.grade.judge_client import KERNEL_DECIDED, JudgeClient, apply_verdict, visible_part
+from nnh.grade import judge_client
+from nnh.grade.judge_client import KERNEL_DECIDED, apply_verdict, visible_part
 
 
 OUTPUT_NOTE = "[nnh grade: output truncated: it passed"
@@ -71,7 +72,7 @@ class SandboxExecute(Execute):
     cell_output = None  # bytes of output one cell keeps (None: no cap)
     notebook_output = None  # bytes of output the notebook keeps (None: no cap)
     judge = False  # decide every test cell in the judge (nnh.grade.judge), not in the kernel
-    _judges: dict = {}  # the grading process's judge (one JudgeClient, kept from student to student)
+    judge_socket = None  # where the judge listens for the kernel (in the kernel's connection folder)
 
     def preprocess(self, nb, resources=None, km=None):
         self._nnh_output = {"notebook": 0, "cells": {}, "truncated": set()}
@@ -81,6 +82,7 @@ class SandboxExecute(Execute):
         self._nnh_cell_timeout = self.timeout
         self._nnh_guard = None  # (name in builtins, key) once the guard is installed; False: unavailable
         self._nnh_server = None  # the name of the kernel's value server (nnh.grade.wire), once installed
+        self._nnh_loop = None  # the silent request in which the kernel serves the judge
         self._nnh_tampered = None  # under the judge: the guard's first finding
         self._nnh_note = None  # ... not yet shown in a cell
         if self.judge:
@@ -114,28 +116,26 @@ class SandboxExecute(Execute):
         evaluate ``expressions``; their values (literals), or None without an answer."""
         import ast as _ast
 
-        texts = self._silent_text(code, expressions, timeout)
-        if texts is None:
+        msg_id = self.kc.execute(code, silent=True, store_history=False, user_expressions=expressions,
+                                 allow_stdin=False)
+        msg = self._shell_reply(msg_id, timeout)
+        if msg is None or msg["content"].get("status") != "ok":
             return None
         values = {}
-        for key, value in texts.items():
+        for key, value in (msg["content"].get("user_expressions") or {}).items():
             try:
-                values[key] = _ast.literal_eval(value)
-            except (TypeError, ValueError, SyntaxError, MemoryError, RecursionError):
+                values[key] = _ast.literal_eval(value["data"]["text/plain"])
+            except (KeyError, TypeError, ValueError, SyntaxError, MemoryError, RecursionError):
                 values[key] = None
         return values
 
-    def _silent_text(self, code, expressions, timeout):
-        """Like :meth:`_silent`, but the ``text/plain`` of each expression's value as
-        the kernel sent it (None for a missing one); None without an answer in time
-        (the kernel is then interrupted)."""
+    def _shell_reply(self, msg_id, timeout):
+        """The kernel's reply to request ``msg_id``; None if none came within ``timeout``
+        seconds (the kernel is then interrupted)."""
         import time as _time
         from queue import Empty
 
         from jupyter_core.utils import run_sync
-
-        msg_id = self.kc.execute(code, silent=True, store_history=False, user_expressions=expressions,
-                                 allow_stdin=False)
 
         async def reply():
             deadline = _time.monotonic() + timeout
@@ -152,23 +152,16 @@ class SandboxExecute(Execute):
         msg = run_sync(reply)()
         if msg is None:
             run_sync(self.km.interrupt_kernel)()
-            return None
-        if msg["content"].get("status") != "ok":
-            return None
-        texts = {}
-        for key, value in (msg["content"].get("user_expressions") or {}).items():
-            text = value.get("data", {}).get("text/plain") if isinstance(value, dict) else None
-            texts[key] = text if isinstance(text, str) else None
-        return texts
+        return msg
 
     # -- the judge: test cells decided outside the kernel
 
     def _judge_client(self):
-        if "client" not in SandboxExecute._judges:
-            SandboxExecute._judges["client"] = JudgeClient()
-        return SandboxExecute._judges["client"]
+        return judge_client.shared()
 
     def _install_server(self, timeout):
+        """The kernel's value server (:mod:`nnh.grade.wire`) under a random name among its
+        builtins, and the judge listening for it next to the kernel's connection files."""
         import secrets
 
         from nnh.grade.wire import kernel_source
@@ -177,14 +170,23 @@ class SandboxExecute(Execute):
         code = (f"{name} = {{}}\nexec(compile({kernel_source()!r}, '<nnh wire>', 'exec'), {name})\n"
                 f"{name}['install']({name!r})\ndel {name}\n")
         values = self._silent(code, {"ok": f"hasattr(__import__('builtins'), {name!r})"}, timeout)
-        self._nnh_server = name if (values or {}).get("ok") is True else False
-        self._judge_client().reset()
+        installed = (values or {}).get("ok") is True
+        self._nnh_server = name if installed and self._judge_client().reset(self.judge_socket) else False
 
-    def _ask_kernel(self, request: str, timeout: float):
-        if not self._nnh_server:
-            return None
-        texts = self._silent_text("", {"r": f"{self._nnh_server}({request!r})"}, timeout)
-        return (texts or {}).get("r")
+    def _start_loop(self):
+        """The kernel serves the judge (a silent request that returns when the judge is done)."""
+        if self._nnh_server:
+            # an expression, not code: IPython's input and AST transformers (the student's to change)
+            # do not apply to it
+            self._nnh_loop = self.kc.execute("", silent=True, store_history=False, allow_stdin=False,
+                                             user_expressions={"loop": f"{self._nnh_server}.loop("
+                                                                       f"{self.judge_socket!r})"})
+
+    def _end_loop(self, timeout: float = 10.0) -> None:
+        """Wait for the kernel's loop to return (it is interrupted if it does not)."""
+        msg_id, self._nnh_loop = self._nnh_loop, None
+        if msg_id is not None:
+            self._shell_reply(msg_id, timeout)
 
     def _judged(self, cell, resources, index):
         """Run a test cell's visible tests in the kernel (what the student sees), then
@@ -198,7 +200,10 @@ class SandboxExecute(Execute):
         if self._nnh_dead is not None:
             return cell, resources
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id") or f"#{index + 1}"
-        verdict = self._judge_client().run(grade_id, full, self._ask_kernel, max(float(self.timeout or 60), 1.0))
+        try:
+            verdict = self._judge_client().run(grade_id, full, self._start_loop, max(float(self.timeout or 60), 1.0))
+        finally:
+            self._end_loop()
         apply_verdict(cell, verdict)
         return cell, resources
 

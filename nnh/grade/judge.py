@@ -14,11 +14,17 @@ here; the kernel only ever computes what the student's code computes.
 The grading process (:mod:`nnh.grade.execute`) talks to the judge through its
 standard input and output, one JSON message per line::
 
-    grader -> judge   {"op": "reset"}                       a new notebook
+    grader -> judge   {"op": "reset", "socket": PATH}       a new notebook
                       {"op": "run", "cell": ID, "source": CODE}
-                      {"reply": TEXT}                       the kernel's answer
-    judge -> grader   {"kernel": REQUEST}                   ask the kernel
+    judge -> grader   {"ready": true}
+                      {"loop": true}                        start the kernel's loop
                       {"verdict": {"ok": true} | {"ok": false, "ename": ..., "evalue": ...}}
+
+and to the kernel through a Unix socket at PATH (:class:`KernelChannel`): when a
+test cell first needs the kernel, the grader starts the kernel's value server
+in a silent request (``KernelServer.loop``), which connects and answers one
+request per line until the judge says ``done``.  The student's code thus runs
+on the kernel's main thread, in a request the notebook does not record.
 
 Run it as ``python -m nnh.grade.judge``.
 """
@@ -33,7 +39,7 @@ import json
 import sys
 import types
 
-from nnh.grade.wire import MUTABLE, WireError, decode, encode, keras_model, loads, write_back
+from nnh.grade.wire import MAX_CHARS, MUTABLE, WireError, decode, encode, keras_model, loads, write_back
 
 #: What a test reads from the kernel that is not a name of the notebook.
 _BUILTIN_NAMES = frozenset(dir(builtins))
@@ -208,6 +214,75 @@ class Session:
         return verdict
 
 
+#: Seconds the judge waits for the kernel to connect once the grader has asked it to.
+CONNECT_TIMEOUT = 20
+
+
+class KernelChannel:
+    """The judge's line to the student's kernel during one test cell: a Unix socket the
+    judge listens on (in the kernel's connection folder), to which the kernel's value
+    server connects when the grader asks it to (``KernelServer.loop``); one JSON
+    message per line each way, the kernel's at most :data:`MAX_CHARS` long."""
+
+    def __init__(self, start=None):
+        self.start = start  # asks the grader to start the kernel's loop
+        self.server = None
+        self.stream = None
+        self.connection = None
+
+    def listen(self, path: str) -> None:
+        import os
+        import socket
+
+        self.close()
+        if self.server is not None:
+            self.server.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(path)
+        os.chmod(path, 0o666)  # the kernel runs as a user of its own
+        self.server.listen(1)
+
+    def ask(self, request: dict) -> str:
+        try:
+            if self.stream is None:
+                self._connect()
+            self.stream.write(json.dumps(request, separators=(",", ":")).encode() + b"\n")
+            self.stream.flush()
+            line = self.stream.readline(MAX_CHARS + 2)
+        except OSError as error:
+            raise KernelError(f"the line to the student's kernel broke ({error})") from None
+        if not line.endswith(b"\n"):
+            raise KernelError("the student's kernel did not answer as it must (no answer, or too long)")
+        return line.decode("utf-8", errors="replace")
+
+    def _connect(self) -> None:
+        import socket
+
+        if self.server is None:
+            raise KernelError("the judge has no line to the student's kernel")
+        self.start()
+        self.server.settimeout(CONNECT_TIMEOUT)
+        try:
+            self.connection, _ = self.server.accept()
+        except socket.timeout:
+            raise KernelError("the student's kernel did not connect to the judge") from None
+        self.connection.settimeout(None)
+        self.stream = self.connection.makefile("rwb")
+
+    def close(self) -> None:
+        """The end of a test cell: the kernel's loop returns."""
+        if self.connection is not None:
+            with contextlib.suppress(OSError):
+                self.stream.write(b"done\n")
+                self.stream.flush()
+            with contextlib.suppress(OSError):
+                self.stream.close()
+                self.connection.close()
+        self.connection = self.stream = None
+
+
 def serve(stdin=None, stdout=None) -> None:
     """The judge's main loop (see the module docstring)."""
     stdin = stdin or sys.stdin.buffer
@@ -223,19 +298,23 @@ def serve(stdin=None, stdout=None) -> None:
             raise SystemExit(0)
         return json.loads(line)
 
-    def ask(request: dict) -> str:
-        send({"kernel": request})
-        message = receive()
-        return message.get("reply")
-
-    session = Session(ask)
+    channel = KernelChannel(start=lambda: send({"loop": True}))
+    session = Session(channel.ask)
     while True:
         message = receive()
         if message.get("op") == "reset":
-            session = Session(ask)
-            send({"ready": True})
+            try:
+                channel.listen(str(message.get("socket")))
+                send({"ready": True})
+            except OSError as error:
+                send({"ready": False, "error": str(error)})
+            session = Session(channel.ask)
         elif message.get("op") == "run":
-            send({"verdict": session.run(str(message.get("cell")), str(message.get("source", "")))})
+            try:
+                verdict = session.run(str(message.get("cell")), str(message.get("source", "")))
+            finally:
+                channel.close()
+            send({"verdict": verdict})
 
 
 if __name__ == "__main__":

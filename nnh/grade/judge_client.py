@@ -14,8 +14,6 @@ import time
 
 from nbformat.notebooknode import NotebookNode
 
-from nnh.grade.wire import MAX_CHARS
-
 HIDDEN_TESTS = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS[ \t]*\n.*?^[ \t]*### END HIDDEN TESTS[ \t]*(\n|$)",
                           re.MULTILINE | re.DOTALL)
 #: A test cell whose source holds this line is decided in the kernel, as ``nbgrader autograde``
@@ -84,30 +82,49 @@ class JudgeClient:
         line, _, self._buffer = self._buffer.partition(b"\n")
         return json.loads(line)
 
-    def reset(self, timeout: float = 60) -> None:
-        """A new notebook: the judge forgets every name of the last one."""
+    def reset(self, socket: str, timeout: float = 60) -> bool:
+        """A new notebook: the judge forgets every name of the last one and listens for
+        the kernel at the Unix socket ``socket``.  False if it cannot."""
         self.start()
-        self._send({"op": "reset"})
-        self._receive(time.monotonic() + timeout)
+        try:
+            self._send({"op": "reset", "socket": socket})
+            return bool(self._receive(time.monotonic() + timeout).get("ready"))
+        except JudgeGone:
+            return False
 
-    def run(self, cell: str, source: str, ask, timeout: float) -> dict:
+    def run(self, cell: str, source: str, start_loop, timeout: float) -> dict:
         """The judge's verdict on test cell ``cell`` (its whole ``source``).
-        ``ask(request_text) -> reply text or None`` asks the student's kernel."""
+        ``start_loop()`` asks the student's kernel to serve the judge (see
+        :class:`nnh.grade.judge.KernelChannel`)."""
         deadline = time.monotonic() + timeout
         try:
-            if self.process is None:
-                self.reset()
             self._send({"op": "run", "cell": cell, "source": source})
             while True:
                 message = self._receive(deadline)
                 if "verdict" in message:
                     return message["verdict"]
-                reply = ask(json.dumps(message.get("kernel")), max(1.0, deadline - time.monotonic()))
-                self._send({"reply": reply if isinstance(reply, str) and len(reply) <= 2 * MAX_CHARS + 2
-                            else None})
+                if message.get("loop"):
+                    start_loop()
         except JudgeGone as error:
             return {"ok": False, "ename": "CellTimeoutError" if "in time" in str(error) else "JudgeError",
                     "evalue": f"the grader's run of this test did not finish: {error} (limit {timeout:.0f} s)"}
+
+
+_SHARED: list[JudgeClient] = []
+
+
+def shared() -> JudgeClient:
+    """This grading process's judge: one for all its students (it holds no student's
+    state between notebooks, and :func:`nnh.grade.serve._reap_children` spares it)."""
+    if not _SHARED:
+        _SHARED.append(JudgeClient())
+    return _SHARED[0]
+
+
+def running_pid() -> int | None:
+    """The process id of this grading process's judge, if it runs."""
+    process = _SHARED[0].process if _SHARED else None
+    return process.pid if process is not None and process.poll() is None else None
 
 
 def apply_verdict(cell: NotebookNode, verdict: dict) -> None:

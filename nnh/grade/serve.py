@@ -14,6 +14,7 @@ from nnh.grade.box import _Box
 from nnh.grade.confine import _die_with_parent
 from nnh.grade.execute import _preprocessors
 from nnh.grade.worker import _grade_file, _setup_process
+from nnh.grade.judge_client import running_pid
 from nnh.grade.zygote import _Zygote
 
 
@@ -95,12 +96,13 @@ def _reap_children(rounds: int = 20) -> None:
     import time
 
     zygote = _Zygote.current.process.pid if _Zygote.current else None
+    judge = running_pid()  # the judge runs no student code: it serves the next student too
     if _Box.current is not None:
         _Box.current.clean()
     # a boxed zygote's children are its box: cleared by the zygote itself (and, as root, by clean() above)
     forks = zygote if zygote and not _Zygote.current.boxed else None
     for _ in range(rounds):
-        pids = [pid for pid in _children() if pid != zygote] + (_children(forks) if forks else [])
+        pids = [pid for pid in _children() if pid not in (zygote, judge)] + (_children(forks) if forks else [])
         if not pids:
             return
         for pid in pids:

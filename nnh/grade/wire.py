@@ -330,6 +330,20 @@ class KernelServer:  # pragma: no cover - exercised in the kernel, and by tests/
         except BaseException as error:  # noqa: BLE001 - the judge decides what it means
             return dumps({"raise": _raised(error)})
 
+    def loop(self, path: str) -> None:
+        """Serve the judge at the Unix socket ``path`` until it says ``done``."""
+        import socket
+
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as line:
+            line.connect(path)
+            stream = line.makefile("rwb")
+            while True:
+                request = stream.readline()
+                if not request or request == b"done\n":
+                    return
+                stream.write(self(request.decode()).encode() + b"\n")
+                stream.flush()
+
     def _names(self, request) -> dict:
         found = {}
         for name in request.get("names", []):

@@ -211,6 +211,7 @@ def _autograder(student: _Student, tmp: str):
                                      if c.cell_type == "code"])
     execute.sandbox_owner = owner
     execute.judge = bool(limits.get("judge"))
+    execute.judge_socket = os.path.join(runtime, "judge.sock")
     execute.box_run = runtime if student.box else None
     return api
 
