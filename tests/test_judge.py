@@ -72,13 +72,25 @@ class _Reduces:
         raise AssertionError("pickled")
 
 
+class _Hooked(np.ndarray):
+    """An array subclass whose hook runs wherever one is made (counted)."""
+
+    made = 0
+
+    def __array_finalize__(self, obj):
+        type(self).made += 1
+
+
 @pytest.mark.parametrize("value", [_Reduces(), np.array([object()], dtype=object), np.ma.masked_array([1, 2]),
+                                   np.ndarray.__new__(_Hooked, (2,)),
                                    np.zeros(2, dtype=[("a", "f8")]), lambda: None, types.SimpleNamespace()])
 def test_what_is_not_plain_data_does_not_cross_by_value(value):
+    made = _Hooked.made
     with pytest.raises(WireError):
         encode(value)
     handle = encode(value, refer=lambda obj: {"$t": "ref", "id": 1})
     assert handle["$t"] == "ref"
+    assert _Hooked.made == made, "an array subclass is sent as a handle, never copied (its hooks do not run)"
 
 
 def _npy_text(array, allow_pickle=False) -> str:
