@@ -79,13 +79,29 @@ def test_the_constant_rate_accuracy_varies_more_between_seeds(runs, name):
                               f"\n  constant {np.round(constant, 4)}\n  {name} {np.round(decayed, 4)}")
 
 
-@pytest.mark.parametrize("a, b", [("step", "cosine"), ("cosine", "warm-up + cosine"),
-                                  ("step", "warm-up + cosine")])
-def test_the_choice_of_decay_and_warm_up_moves_the_accuracy_by_less_than_two_points(runs, a, b):
-    # "The mean test accuracies of step, cosine and warm-up + cosine are within two percentage
-    # points of each other, seed noise included (ten fresh seeds)"
-    assert_close(column(runs, a, "accuracy"), column(runs, b, "accuracy"),
-                 f"{a} and {b}: mean test accuracies within two points", tolerance=0.02)
+def test_the_choice_of_decay_moves_the_accuracy_by_less_than_two_points(runs):
+    # "The mean test accuracies of step and cosine decay are within two percentage points of each
+    # other, seed noise included (ten fresh seeds)"
+    assert_close(column(runs, "step", "accuracy"), column(runs, "cosine", "accuracy"),
+                 "step and cosine: mean test accuracies within two points", tolerance=0.02)
+
+
+@pytest.mark.parametrize("a", ["step", "cosine"])
+def test_warm_up_matches_the_decays_on_the_median_seed(runs, a):
+    # "Warm-up + cosine is within two points of either on the median seed, but its mean is not
+    # pinned down that closely" (an occasional run ends several points lower: on one machine the
+    # mean test of these pairs passed, on another it did not, with the same seeds)
+    d = column(runs, a, "accuracy") - column(runs, "warm-up + cosine", "accuracy")
+    assert abs(np.median(d)) < 0.02, (f"claim not supported: {a} and warm-up + cosine within two points on the "
+                                      f"median seed: paired differences {np.round(d, 4)}")
+
+
+def test_an_occasional_run_ends_several_points_lower(runs):
+    # "now and then a run of step decay or warm-up + cosine ends several points below the others"
+    worst = {name: column(runs, name, "accuracy").min() for name in ("step", "warm-up + cosine")}
+    medians = np.median([column(runs, name, "accuracy") for name in DECAYED])
+    assert min(worst.values()) < medians - 0.03, (f"claim not supported: no run of step or warm-up + cosine ended "
+                                                  f"several points below the median {medians:.4f}: {worst}")
 
 
 def test_warm_up_costs_early_progress(runs):
