@@ -160,6 +160,21 @@ def test_names_the_tests_bound_are_not_taken_from_the_notebook():
     assert judge.run("b", "assert f(2) == _expected")["ok"] is False
 
 
+def test_the_kernel_is_never_asked_for_the_names_a_test_binds():
+    asked = []
+    server = KernelServer({"f": lambda x: x + 1})
+
+    def ask(request):
+        asked.extend(request.get("names", []))
+        return server(dumps(request))
+
+    code = ("import math as _m\nfrom nnh.grading import check_function as _check\n"
+            "def _helper(_y):\n    return _y\nfor _i in range(2):\n    _expected = _helper(_i) + 1\n"
+            "    assert f(_i) == _expected")
+    assert Session(ask).run("a", code) == {"ok": True}
+    assert set(asked) == {"f"}, asked
+
+
 def test_a_name_the_student_redefines_is_read_again():
     namespace = {"f": lambda: 1}
     judge = session(namespace)

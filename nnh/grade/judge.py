@@ -37,7 +37,6 @@ import contextlib
 import io
 import json
 import sys
-import types
 
 from nnh.grade.wire import MAX_CHARS, MUTABLE, WireError, decode, encode, keras_model, loads, write_back
 
@@ -97,14 +96,29 @@ def _raise_from(error: dict):
     raise KernelError(f"{str(error.get('type', 'an exception'))[:200]}: {message}")
 
 
-def _names_read(code: types.CodeType) -> set[str]:
-    """Every global or attribute name the code (and the functions and
-    comprehensions in it) reads."""
-    names = set(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names |= _names_read(const)
-    return names
+def _names_read(tree: ast.AST) -> set[str]:
+    """Every name the code (and the functions and comprehensions in it) reads as a
+    variable (not attribute names, not the modules it imports)."""
+    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+
+
+def _names_bound(tree: ast.AST) -> set[str]:
+    """Every name the code binds somewhere (assignments, imports, definitions, loop and
+    ``except`` targets, parameters): the test's own, never asked of the kernel (which
+    thus never learns the names a hidden test uses for itself)."""
+    bound = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            bound.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+    return bound
 
 
 class Session:
@@ -176,10 +190,10 @@ class Session:
     def getattr(self, target: Remote, name: str):
         return self._value(self._request({"op": "getattr", "id": target._nnh_ref.get("id"), "name": name})["ok"])
 
-    def bind(self, code: types.CodeType) -> None:
-        """Bind the names ``code`` reads that the notebook defines (and no test cell
-        bound here) to the kernel's values."""
-        wanted = sorted(_names_read(code) - self.owned - _BUILTIN_NAMES)
+    def bind(self, tree: ast.AST) -> None:
+        """Bind the names the code ``tree`` reads that the notebook defines (and neither
+        the code itself nor an earlier test cell binds) to the kernel's values."""
+        wanted = sorted(_names_read(tree) - _names_bound(tree) - self.owned - _BUILTIN_NAMES)
         if not wanted:
             return
         found = self._request({"op": "names", "names": wanted})["ok"]
@@ -195,11 +209,12 @@ class Session:
     def run(self, cell: str, source: str) -> dict:
         """Run a test cell's code; its verdict."""
         try:
-            code = compile(source, f"<test {cell}>", "exec")
+            tree = ast.parse(source)
+            code = compile(tree, f"<test {cell}>", "exec")
         except SyntaxError as error:
             return {"ok": False, "ename": "SyntaxError", "evalue": f"the test cell does not compile: {error}"}
         try:
-            self.bind(code)
+            self.bind(tree)
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                 exec(code, self.namespace)  # noqa: S102 - the course's own test code
             verdict = {"ok": True}
