@@ -229,14 +229,14 @@ def test_feedback_hides_the_code_of_hidden_tests(graded):
     points and message, but no line of a hidden test; autograded/ keeps everything."""
     import re
 
-    from nnh.grade.feedback import _HIDDEN_REGION, HIDDEN_NOTE
+    from nnh.grade.feedback import HIDDEN_REGION, HIDDEN_NOTE
 
     course, _, _, _ = graded
     source = nbformat.read(nbgrading.REPO / "solutions" / A / f"{A}.ipynb", as_version=4)
     hidden, visible, elsewhere = set(), set(), set()
     for cell in source.cells:
-        regions = "".join(m.group(0) for m in _HIDDEN_REGION.finditer(cell.source))
-        outside = {line.strip() for line in _HIDDEN_REGION.sub("", cell.source).splitlines()}
+        regions = "".join(m.group(0) for m in HIDDEN_REGION.finditer(cell.source))
+        outside = {line.strip() for line in HIDDEN_REGION.sub("", cell.source).splitlines()}
         elsewhere |= outside  # also the Markdown, which may quote a line that a hidden test uses
         if cell.metadata.get("nbgrader", {}).get("grade"):
             visible |= {line for line in outside if len(line) >= 12}

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import importlib
 import io
-import re
 import types
 
 import nbformat
@@ -28,7 +27,7 @@ from nnh.grade.wire import MAX_CHARS, MAX_DEPTH, KernelServer, WireError, decode
 def session(namespace: dict) -> Session:
     """A judge session whose kernel is ``namespace``, answered in-process."""
     server = KernelServer(namespace)
-    return Session(lambda request: repr(server(dumps(request))))
+    return Session(lambda request: server(dumps(request)))
 
 
 def run(namespace: dict, source: str, judge: Session | None = None) -> dict:
@@ -243,7 +242,7 @@ def test_objects_stay_in_the_kernel_and_the_judge_only_gets_values():
 
 
 def test_a_kernel_that_does_not_answer_as_it_must_fails_the_test():
-    for reply in [None, "'not json'", "'{\"raise\": 3}'", "'{\"nothing\": 1}'", "12", "'" + "[" * 5000 + "'"]:
+    for reply in [None, "not json", '{"raise": 3}', '{"nothing": 1}', "12", "[" * 5000, "x" * (MAX_CHARS + 1)]:
         judge = Session(lambda request, reply=reply: reply)
         verdict = judge.run("a", "f = g\nassert f() is None")
         assert verdict["ok"] is False and verdict["ename"] == "KernelError", (reply, verdict)
@@ -355,9 +354,6 @@ def test_the_verdict_decides_the_cells_outputs():
 
 # -- every assignment: the judge decides as the kernel does --------------------------------------
 
-HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", re.S)
-
-
 def _verdicts(assignment: str, answers: dict[str, str], judged: bool) -> dict[str, bool]:
     """Test cell → passed, for the source notebook with ``answers`` in its answer cells:
     every cell run in one namespace (as nbgrader does in the kernel), or the test cells
@@ -375,7 +371,7 @@ def _verdicts(assignment: str, answers: dict[str, str], judged: bool) -> dict[st
         test = bool(meta.get("grade")) and not meta.get("solution")
         by_judge = judged and test and KERNEL_DECIDED not in source
         try:
-            exec(HIDDEN.sub("", source) if by_judge else source, namespace)  # noqa: S102 - the course's cells
+            exec(visible_part(source) if by_judge else source, namespace)  # noqa: S102 - the course's cells
             ok = True
         except Exception:  # noqa: BLE001 - a failing test
             ok = False

@@ -12,7 +12,8 @@ import re
 
 
 HIDDEN_NOTE = "# (hidden tests: their code is not shown in the feedback)"
-_HIDDEN_REGION = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[^\n]*\n?",
+#: The hidden tests of a test cell (nbgrader's markers and what is between them).
+HIDDEN_REGION = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[^\n]*\n?",
                             re.MULTILINE | re.DOTALL)
 
 
@@ -31,9 +32,9 @@ def hide_hidden_tests(auto_dir: str) -> dict[str, bytes]:
             if not cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
                 continue
             source = "".join(cell["source"]) if isinstance(cell.get("source"), list) else cell.get("source", "")
-            if not _HIDDEN_REGION.search(source):
+            if not HIDDEN_REGION.search(source):
                 continue
-            cell["source"] = _HIDDEN_REGION.sub(HIDDEN_NOTE + "\n", source).rstrip("\n")
+            cell["source"] = HIDDEN_REGION.sub(HIDDEN_NOTE + "\n", source).rstrip("\n")
             for output in cell.get("outputs", []):
                 if output.get("output_type") == "error":
                     output["traceback"] = [f"{output.get('ename')}: {output.get('evalue')}"]

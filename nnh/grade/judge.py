@@ -132,12 +132,9 @@ class Session:
         self.from_kernel: dict = {}  # name -> the value the kernel gave for it
 
     def _request(self, request: dict):
-        reply = self.ask(request)
         try:
-            if isinstance(reply, str) and reply[:1] in ("'", '"'):
-                reply = ast.literal_eval(reply)  # the text/plain repr of the kernel's answer
-            message = loads(reply)
-        except (WireError, ValueError, SyntaxError, MemoryError, RecursionError, TypeError) as error:
+            message = loads(self.ask(request))
+        except WireError as error:
             raise KernelError(f"the student's kernel did not answer as it must ({error})") from None
         if not isinstance(message, dict):
             raise KernelError("the student's kernel did not answer as it must")

@@ -1,12 +1,12 @@
 """The grading process's side of the judge (:mod:`nnh.grade.judge`): start it,
-hand it a test cell, relay its requests to the student's kernel, and turn its
-verdict into the cell's outputs (which nbgrader then scores)."""
+hand it a test cell, start the kernel's loop when the judge asks (the two then
+talk over a Unix socket), and turn its verdict into the cell's outputs (which
+nbgrader then scores)."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import select
 import subprocess
 import sys
@@ -14,8 +14,8 @@ import time
 
 from nbformat.notebooknode import NotebookNode
 
-HIDDEN_TESTS = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS[ \t]*\n.*?^[ \t]*### END HIDDEN TESTS[ \t]*(\n|$)",
-                          re.MULTILINE | re.DOTALL)
+from nnh.grade.feedback import HIDDEN_REGION
+
 #: A test cell whose source holds this line is decided in the kernel, as ``nbgrader autograde``
 #: does: its tests put the student's objects inside Keras (a layer in a model, a schedule in an
 #: optimizer), which the judge cannot do with a proxy.
@@ -26,7 +26,7 @@ KERNEL_ONLY_NOTE = "[nnh grade: in your kernel this test cell raised"
 
 def visible_part(source: str) -> str:
     """A test cell's code without its hidden tests: what the student's kernel runs."""
-    return HIDDEN_TESTS.sub("", source)
+    return HIDDEN_REGION.sub("", source)
 
 
 class JudgeGone(RuntimeError):
