@@ -20,7 +20,7 @@ import pytest
 
 import nbgrading
 from nnh.grade.judge import KernelError, Remote, Session
-from nnh.grade.judge_client import KERNEL_DECIDED, apply_verdict, visible_part
+from nnh.grade.judge_client import apply_verdict, judged_part, visible_part
 from nnh.grade.wire import MAX_CHARS, MAX_DEPTH, KernelServer, WireError, decode, dumps, encode, loads
 
 
@@ -329,11 +329,83 @@ def test_the_judge_and_the_kernel_talk_over_a_unix_socket(tmp_path):
         judge_module.CONNECT_TIMEOUT = before
 
 
+def _loop_quietly(server: KernelServer, path: str) -> None:
+    """The kernel's loop, as the kernel runs it: an answer the judge no longer waits
+    for ends it (here without a thread's traceback)."""
+    try:
+        server.loop(path)
+    except OSError:
+        pass
+
+
+def test_a_kernel_that_does_not_answer_in_time_fails_that_cell_only(tmp_path):
+    """The judge waits for the kernel no longer than the cell's time limit: that cell
+    fails as a time-out, and the next cell is judged as usual (the judge lives on)."""
+    import threading
+    import time
+
+    from nnh.grade.judge import KernelChannel
+
+    server = KernelServer({"slow": lambda: time.sleep(3), "f": lambda x: x * 2})
+    path = str(tmp_path / "judge.sock")
+    loops = []
+
+    def start():
+        loops.append(threading.Thread(target=_loop_quietly, args=(server, path)))
+        loops[-1].start()
+
+    channel = KernelChannel(start)
+    channel.listen(path)
+    judge = Session(channel.ask)
+    channel.begin(0.5)
+    began = time.monotonic()
+    verdict = judge.run("a", "try:\n    slow()\nexcept Exception:\n    pass\n")  # a test cannot catch it
+    assert verdict["ename"] == "CellTimeoutError" and "0.5 s time limit" in verdict["evalue"]
+    assert time.monotonic() - began < 2.0
+    channel.close()
+    loops[-1].join(5)
+    channel.begin(5)
+    assert judge.run("b", "assert f(21) == 42") == {"ok": True}
+    channel.close()
+    loops[-1].join(5)
+    assert not any(loop.is_alive() for loop in loops)
+
+
+def test_a_judge_started_again_takes_nothing_earlier_tests_bound_from_the_kernel():
+    """A judge lost in a notebook is started again for the next cell without the names
+    the earlier test cells bound: those are still the test's, never the student's."""
+    asked = []
+    server = KernelServer({"_expected": 99, "f": lambda x: x * 2})
+
+    def ask(request):
+        asked.append(request)
+        return server(dumps(request))
+
+    judge = Session(ask, earlier=["_expected = f(2)\nassert _expected == 4\n"])
+    verdict = judge.run("later", "assert f(1) == 2\nassert _expected == 4")
+    assert verdict["ename"] == "NameError"
+    assert all("_expected" not in r.get("names", []) for r in asked)
+
+
 # -- the grading process's side ------------------------------------------------------------------
 
 def test_the_kernel_runs_only_the_visible_tests():
     source = "assert f(1) == 2\n### BEGIN HIDDEN TESTS\nassert f(5) == 10\n### END HIDDEN TESTS\nprint('done')\n"
     assert visible_part(source) == "assert f(1) == 2\nprint('done')\n"
+
+
+def test_a_kernel_part_of_the_hidden_tests_runs_in_the_kernel_and_nowhere_else():
+    source = ("assert f(1) == 2\n### BEGIN HIDDEN TESTS\nimport numpy as _np\n"
+              "# nnh grade: begin kernel part (why)\ndef _trace():\n    return [f(3)]\n"
+              "# nnh grade: end kernel part\nassert _trace() == [6]\n### END HIDDEN TESTS\n")
+    assert visible_part(source) == "assert f(1) == 2\ndef _trace():\n    return [f(3)]\n"
+    assert judged_part(source) == "### BEGIN HIDDEN TESTS\nimport numpy as _np\nassert _trace() == [6]\n### END HIDDEN TESTS\n"
+    assert judged_part("assert f(1) == 2\n") == "assert f(1) == 2\n"
+    namespace = {"f": lambda x: 2 * x}
+    exec(visible_part(source), namespace)  # noqa: S102 - what the kernel runs
+    assert run(namespace, judged_part(source)) == {"ok": True}  # the judge calls the kernel's _trace
+    namespace["f"] = lambda x: 2 * x if x < 3 else 0
+    assert run(namespace, judged_part(source))["ename"] == "AssertionError"
 
 
 def test_the_verdict_decides_the_cells_outputs():
@@ -357,7 +429,7 @@ def test_the_verdict_decides_the_cells_outputs():
 def _verdicts(assignment: str, answers: dict[str, str], judged: bool) -> dict[str, bool]:
     """Test cell → passed, for the source notebook with ``answers`` in its answer cells:
     every cell run in one namespace (as nbgrader does in the kernel), or the test cells
-    decided by a judge (the cells marked as decided in the kernel excepted)."""
+    decided by a judge (the kernel running their visible tests and kernel parts)."""
     nb = nbformat.read(nbgrading.REPO / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
     namespace: dict = {}
     judge = session(namespace)
@@ -369,14 +441,14 @@ def _verdicts(assignment: str, answers: dict[str, str], judged: bool) -> dict[st
         source = answers.get(meta.get("grade_id"), "raise NotImplementedError()") if meta.get("solution") \
             else cell.source
         test = bool(meta.get("grade")) and not meta.get("solution")
-        by_judge = judged and test and KERNEL_DECIDED not in source
+        by_judge = judged and test
         try:
             exec(visible_part(source) if by_judge else source, namespace)  # noqa: S102 - the course's cells
             ok = True
         except Exception:  # noqa: BLE001 - a failing test
             ok = False
         if test:
-            passed[meta["grade_id"]] = judge.run(meta["grade_id"], source)["ok"] if by_judge else ok
+            passed[meta["grade_id"]] = judge.run(meta["grade_id"], judged_part(source))["ok"] if by_judge else ok
     return passed
 
 

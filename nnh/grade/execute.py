@@ -19,7 +19,7 @@ from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from nnh.grade.box import _Box
 from nnh.grade.guard import DEEP_GUARDED, GUARD_UNAVAILABLE, KERNEL_FUNCTIONS, SHADOW_GUARDED, _VOLATILE_BUILTINS
 from nnh.grade import judge_client
-from nnh.grade.judge_client import KERNEL_DECIDED, apply_verdict, visible_part
+from nnh.grade.judge_client import apply_verdict, judged_part, visible_part
 
 
 OUTPUT_NOTE = "[nnh grade: output truncated: it passed"
@@ -182,7 +182,7 @@ class SandboxExecute(Execute):
                                              user_expressions={"loop": f"{self._nnh_server}.loop("
                                                                        f"{self.judge_socket!r})"})
 
-    def _end_loop(self, timeout: float = 10.0) -> None:
+    def _end_loop(self, timeout: float = 3.0) -> None:
         """Wait for the kernel's loop to return (it is interrupted if it does not)."""
         msg_id, self._nnh_loop = self._nnh_loop, None
         if msg_id is not None:
@@ -201,7 +201,7 @@ class SandboxExecute(Execute):
             return cell, resources
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id") or f"#{index + 1}"
         try:
-            verdict = self._judge_client().run(grade_id, full, self._start_loop, max(float(self.timeout or 60), 1.0))
+            verdict = self._judge_client().run(grade_id, judged_part(full), self._start_loop, max(float(self.timeout or 60), 1.0))
         finally:
             self._end_loop()
         apply_verdict(cell, verdict)
@@ -295,7 +295,7 @@ class SandboxExecute(Execute):
         if change is None:
             return None
         found = f"the integrity check {when} this test cell found: {change}"
-        if self.judge:  # the judge decides the tests: a finding is a note, and costs only kernel-decided cells
+        if self.judge:  # the judge decides the tests: a finding is a note
             if not self._nnh_tampered:
                 self._nnh_tampered = found
                 self._nnh_note = found
@@ -306,19 +306,15 @@ class SandboxExecute(Execute):
 
     def _after_guard(self, cell):
         """Under the judge: the guard's first finding becomes a note on the cell where it
-        was made, and a test cell decided in the kernel after it gets no points."""
+        was made (it costs no points: the judge decides every test cell)."""
         if self._nnh_note:
             cell.outputs = list(cell.get("outputs", [])) + [NotebookNode(
                 output_type="display_data", metadata={}, data={"text/plain": f"{TAMPER_NOTE} {self._nnh_note}]"})]
             self._nnh_note = None
-        if self._nnh_tampered and KERNEL_DECIDED in cell.source and utils.is_grade(cell) \
-                and not utils.is_solution(cell):
-            cell.outputs = list(cell.outputs) + [_error("TamperingDetected", f"not decided: {self._nnh_tampered}; "
-                                                        "this test cell is decided in the kernel")]
 
     def preprocess_cell(self, cell, resources, index):
         if self.judge and cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell) \
-                and self._nnh_dead is None and KERNEL_DECIDED not in cell.source:
+                and self._nnh_dead is None:
             return self._judged(cell, resources, index)
         return self._run_cell(cell, resources, index)
 

@@ -15,7 +15,9 @@ The grading process (:mod:`nnh.grade.execute`) talks to the judge through its
 standard input and output, one JSON message per line::
 
     grader -> judge   {"op": "reset", "socket": PATH}       a new notebook
-                      {"op": "run", "cell": ID, "source": CODE}
+                      {"op": "reset", "socket": PATH, "earlier": [CODE, ...]}
+                                                            the same notebook, after a judge was lost
+                      {"op": "run", "cell": ID, "source": CODE, "timeout": SECONDS}
     judge -> grader   {"ready": true}
                       {"loop": true}                        start the kernel's loop
                       {"verdict": {"ok": true} | {"ok": false, "ename": ..., "evalue": ...}}
@@ -47,6 +49,12 @@ _BUILTIN_NAMES = frozenset(dir(builtins))
 class KernelError(Exception):
     """The student's code raised an exception that has no built-in counterpart here,
     or the kernel did not answer as it must."""
+
+
+class KernelTimeout(BaseException):
+    """The student's kernel did not answer within the test cell's time limit.  Not an
+    ``Exception``: like an interrupt in the kernel, it ends the test cell whatever the
+    test catches."""
 
 
 class Remote:
@@ -125,11 +133,16 @@ class Session:
     """The judge's state for one notebook: the namespace its test cells share, and
     the way to the kernel (``ask(request) -> reply text``)."""
 
-    def __init__(self, ask):
+    def __init__(self, ask, earlier: list[str] = ()):
         self.ask = ask
         self.namespace: dict = {"__name__": "__nnh_test__", "__builtins__": builtins}
         self.owned: set[str] = set()  # names a test cell bound here: never taken from the kernel
         self.from_kernel: dict = {}  # name -> the value the kernel gave for it
+        for source in earlier:  # test cells a lost judge ran: what they bound is still not the kernel's
+            try:
+                self.owned.update(_names_bound(ast.parse(source)))
+            except SyntaxError:
+                pass
 
     def _request(self, request: dict):
         try:
@@ -217,6 +230,8 @@ class Session:
             verdict = {"ok": True}
         except (KeyboardInterrupt, SystemExit):
             raise
+        except KernelTimeout as error:
+            verdict = {"ok": False, "ename": "CellTimeoutError", "evalue": str(error)}
         except BaseException as error:  # noqa: BLE001 - the verdict (nnh.grading's DelegationError too)
             verdict = {"ok": False, "ename": type(error).__name__, "evalue": str(error)[:4000]}
         for name, value in self.namespace.items():  # what the test bound is the test's from now on
@@ -234,13 +249,33 @@ class KernelChannel:
     """The judge's line to the student's kernel during one test cell: a Unix socket the
     judge listens on (in the kernel's connection folder), to which the kernel's value
     server connects when the grader asks it to (``KernelServer.loop``); one JSON
-    message per line each way, the kernel's at most :data:`MAX_CHARS` long."""
+    message per line each way, the kernel's at most :data:`MAX_CHARS` long.  The kernel
+    has until ``deadline`` (the cell's time limit, :func:`time.monotonic`) to answer; after
+    that every request of the cell fails with :class:`KernelTimeout`."""
 
     def __init__(self, start=None):
         self.start = start  # asks the grader to start the kernel's loop
         self.server = None
         self.stream = None
         self.connection = None
+        self.deadline = float("inf")
+        self.limit = 0.0  # the cell's time limit, in seconds (for the message)
+        self.late = False  # the kernel did not answer in time during this cell
+
+    def begin(self, limit: float) -> None:
+        """A test cell starts: the kernel must answer within ``limit`` seconds from now."""
+        import time
+
+        self.limit, self.deadline, self.late = float(limit), time.monotonic() + float(limit), False
+
+    def _left(self) -> float:
+        import time
+
+        left = self.deadline - time.monotonic()
+        if self.late or left <= 0:
+            self.late = True
+            raise KernelTimeout(f"the student's code did not return within the cell's {self.limit:g} s time limit")
+        return left
 
     def listen(self, path: str) -> None:
         import os
@@ -260,9 +295,14 @@ class KernelChannel:
         try:
             if self.stream is None:
                 self._connect()
+            left = self._left()
+            self.connection.settimeout(left if left != float("inf") else None)
             self.stream.write(json.dumps(request, separators=(",", ":")).encode() + b"\n")
             self.stream.flush()
             line = self.stream.readline(MAX_CHARS + 2)
+        except TimeoutError:
+            self.late = True
+            self._left()  # raises KernelTimeout
         except OSError as error:
             raise KernelError(f"the line to the student's kernel broke ({error})") from None
         if not line.endswith(b"\n"):
@@ -275,12 +315,12 @@ class KernelChannel:
         if self.server is None:
             raise KernelError("the judge has no line to the student's kernel")
         self.start()
-        self.server.settimeout(CONNECT_TIMEOUT)
+        self.server.settimeout(min(CONNECT_TIMEOUT, self._left()))
         try:
             self.connection, _ = self.server.accept()
         except socket.timeout:
+            self._left()
             raise KernelError("the student's kernel did not connect to the judge") from None
-        self.connection.settimeout(None)
         self.stream = self.connection.makefile("rwb")
 
     def close(self) -> None:
@@ -320,10 +360,14 @@ def serve(stdin=None, stdout=None) -> None:
                 send({"ready": True})
             except OSError as error:
                 send({"ready": False, "error": str(error)})
-            session = Session(channel.ask)
+            session = Session(channel.ask, [str(source) for source in message.get("earlier", [])])
         elif message.get("op") == "run":
+            channel.begin(float(message.get("timeout", 60)))
             try:
                 verdict = session.run(str(message.get("cell")), str(message.get("source", "")))
+                if channel.late and verdict.get("ename") != "CellTimeoutError":  # however the test took it
+                    verdict = {"ok": False, "ename": "CellTimeoutError", "evalue": "the student's code did not "
+                               f"return within the cell's {channel.limit:g} s time limit"}
             finally:
                 channel.close()
             send({"verdict": verdict})

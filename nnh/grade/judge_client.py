@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import subprocess
 import sys
@@ -16,17 +17,32 @@ from nbformat.notebooknode import NotebookNode
 
 from nnh.grade.feedback import HIDDEN_REGION
 
-#: A test cell whose source holds this line is decided in the kernel, as ``nbgrader autograde``
-#: does: its tests put the student's objects inside Keras (a layer in a model, a schedule in an
-#: optimizer), which the judge cannot do with a proxy.
-KERNEL_DECIDED = "# nnh grade: decided in the kernel"
+#: Lines of a hidden block between these two markers run in the student's kernel (after the
+#: cell's visible tests), not in the judge: code that must put the student's objects inside
+#: Keras (their layer in a model, their schedule in an optimizer), which a proxy cannot do.
+#: The judge reads what they define from the kernel (values, or proxies of functions it then
+#: calls) and makes every check itself (see :func:`judged_part`).  Plain ``nbgrader autograde``
+#: runs the whole cell.
+KERNEL_PART = re.compile(r"^[ \t]*# nnh grade: begin kernel part[^\n]*\n(.*?)^[ \t]*# nnh grade: end kernel part[^\n]*"
+                         r"(?:\n|\Z)", re.MULTILINE | re.DOTALL)
 #: The note a cell gets when the kernel's run of its visible tests failed but the judge's passed.
 KERNEL_ONLY_NOTE = "[nnh grade: in your kernel this test cell raised"
 
 
 def visible_part(source: str) -> str:
-    """A test cell's code without its hidden tests: what the student's kernel runs."""
-    return HIDDEN_REGION.sub("", source)
+    """What the student's kernel runs of a test cell: its code without the hidden tests,
+    but with their kernel parts (:data:`KERNEL_PART`)."""
+    return HIDDEN_REGION.sub(lambda hidden: "".join(part.group(1) for part in KERNEL_PART.finditer(hidden.group(0))),
+                             source)
+
+
+def judged_part(source: str) -> str:
+    """What the judge runs of a test cell: all of it but the kernel parts; of a cell with a
+    kernel part, only its hidden tests (its visible tests put the student's objects inside
+    Keras too; the kernel part hands their results to the hidden tests as values)."""
+    if not KERNEL_PART.search(source):
+        return source
+    return "".join(KERNEL_PART.sub("", hidden.group(0)) for hidden in HIDDEN_REGION.finditer(source))
 
 
 class JudgeGone(RuntimeError):
@@ -37,9 +53,15 @@ class JudgeClient:
     """One judge process, started on first use and restarted after it is lost;
     :meth:`run` decides one test cell."""
 
+    #: Seconds the judge may take beyond a cell's time limit (its own work on the kernel's
+    #: answers) before it is given up (and started again for the next cell).
+    GRACE = 20.0
+
     def __init__(self):
         self.process: subprocess.Popen | None = None
         self._buffer = b""
+        self.socket: str | None = None  # where the current notebook's kernel connects
+        self.earlier: list[str] = []  # the test cells of the current notebook the judge has run
 
     def _start(self) -> None:
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0", PYTHONHASHSEED="0")
@@ -85,9 +107,13 @@ class JudgeClient:
     def reset(self, socket: str, timeout: float = 60) -> bool:
         """A new notebook: the judge forgets every name of the last one and listens for
         the kernel at the Unix socket ``socket``.  False if it cannot."""
+        self.socket, self.earlier = socket, []
+        return self._reset(timeout)
+
+    def _reset(self, timeout: float = 60) -> bool:
         self.start()
         try:
-            self._send({"op": "reset", "socket": socket})
+            self._send({"op": "reset", "socket": self.socket, "earlier": self.earlier})
             return bool(self._receive(time.monotonic() + timeout).get("ready"))
         except JudgeGone:
             return False
@@ -95,10 +121,16 @@ class JudgeClient:
     def run(self, cell: str, source: str, start_loop, timeout: float) -> dict:
         """The judge's verdict on test cell ``cell`` (its whole ``source``).
         ``start_loop()`` asks the student's kernel to serve the judge (see
-        :class:`nnh.grade.judge.KernelChannel`)."""
-        deadline = time.monotonic() + timeout
+        :class:`nnh.grade.judge.KernelChannel`), which must answer within ``timeout``
+        seconds.  A judge lost in an earlier cell is started again first; it takes
+        nothing the earlier test cells bound from the kernel."""
+        if self.process is None or self.process.poll() is not None:
+            if self.socket is None or not self._reset():
+                return {"ok": False, "ename": "JudgeError", "evalue": "the grader's judge could not be started"}
+        self.earlier.append(source)
+        deadline = time.monotonic() + timeout + self.GRACE
         try:
-            self._send({"op": "run", "cell": cell, "source": source})
+            self._send({"op": "run", "cell": cell, "source": source, "timeout": timeout})
             while True:
                 message = self._receive(deadline)
                 if "verdict" in message:
