@@ -191,6 +191,24 @@ PATCHES_WHEN_CALLED = """def l1_penalty(weights, lam):
 """
 
 
+#: Delegation in disguise (s33): the reference wrapped, and the reference's source copied.
+PARTIAL_OF_REFERENCE = "import functools\nimport nnh.regularization\nl2_penalty = functools.partial(nnh.regularization.l2_penalty)\n"
+COPIES_THE_SOURCE = """import ast as _ast
+import nnh.regularization as _installed
+with open(_installed.__file__) as _fh:
+    _tree = _ast.parse(_fh.read())
+_copied = dict(vars(_installed))
+exec(compile(_ast.Module([_n for _n in _tree.body if getattr(_n, "name", "") == "l1_penalty"], []), "<copy>", "exec"),
+     _copied)
+l1_penalty = _copied["l1_penalty"]
+"""
+
+#: An l1_penalty that hangs the first time it gets lam = 1.0 (only a hidden test uses it; it
+#: sleeps rather than spins).
+HANGS_ONCE = """import time as _time
+_hung = []
+"""
+
 #: The wrong answer of the students who tamper with the kernel (s28-s31): l2_penalty is 0.
 WRONG_L2 = _ref("l2_penalty").replace("    return float(lam * sum(", "    return 0.0 * float(lam * sum(")
 #: The test cells WRONG_L2 fails (elastic_net_penalty adds l2_penalty): an honest student with it
@@ -292,8 +310,11 @@ def students() -> dict[str, Student]:
         "s01_reference": Student(_answers(), "ok", MAX, full=ALL, honest=True),
         "s02_blank": Student(_blank, "ok", 0.0, zero=ALL, honest=True),
         "s03_wrong": Student(_from_module("wrong", "half_factor"), "ok", zero=["test_l2_penalty_values"], honest=True),
+        # its l2_penalty calls the reference: plain nbgrader's delegation check zeroes one test;
+        # in nnh grade's box the reference is a withheld stub, so every test of l2_penalty fails
         "s04_delegates": Student(_from_module("wrong", "delegates_to_reference"), "ok",
-                                 zero=["test_l2_penalty_values"], detail="course's reference", honest=True),
+                                 MAX - points(L2 + ["test_elastic_net_penalty_values"]),
+                                 zero=L2 + ["test_elastic_net_penalty_values"], detail="course's reference"),
         "s05_syntax_and_raise": Student(
             _answers(l1_penalty="def l1_penalty(weights, lam)\n    return 0.0\n",
                      l2_penalty_grad='raise RuntimeError("not finished")\n' + _ref("l2_penalty_grad")),
@@ -386,6 +407,22 @@ def students() -> dict[str, Student]:
                                      MAX - points(WRONG_L2_LOSES), zero=WRONG_L2_LOSES),
         "s31_patches_during_tests": Student(_answers(l2_penalty=PATCHES_DURING_TESTS), "tampered",
                                             MAX - points(WRONG_L2_LOSES), zero=WRONG_L2_LOSES),
+        # an answer that hangs once, in a hidden test: the judge gives up on that test cell at the
+        # per-cell limit and decides the later ones as usual
+        "s32_hangs_in_a_hidden_test": Student(_answers(l1_penalty=HANGS_ONCE + _ref("l1_penalty").replace(
+            "def l1_penalty(weights, lam):\n",
+            "def l1_penalty(weights, lam):\n    if lam == 1.0 and not _hung:\n        _hung.append(lam)\n"
+            "        _time.sleep(3600)\n")), "timeout",
+                                              MAX - points(["test_l1_penalty_values"]),
+                                              full=[c for c in ALL if c != "test_l1_penalty_values"],
+                                              zero=["test_l1_penalty_values"], detail="per-cell limit"),
+        # delegation in disguise: l2_penalty a functools.partial of the reference, l1_penalty
+        # copied out of the installed nnh's source (with exec: the static scan names it); in the
+        # box both are withheld stubs
+        "s33_delegates_in_disguise": Student(_answers(l2_penalty=PARTIAL_OF_REFERENCE, l1_penalty=COPIES_THE_SOURCE),
+                                             "tampered", MAX - points(L2 + L1 + ["test_elastic_net_penalty_values"]),
+                                             full=GRAD, zero=L2 + L1 + ["test_elastic_net_penalty_values"],
+                                             detail="withheld while notebooks are graded"),
         # an honest student who pasted an answer cell and a test cell twice (same metadata):
         # nbgrader alone fails on the duplicate grade_ids (jupyter/nbgrader#1941)
         "s22_pasted_cells": Student(_edit_cells(reference, _paste_twice, raw=True), "ok", MAX, full=ALL,

@@ -15,6 +15,7 @@ import traceback
 
 from nnh.grade.cgroup import CGROUP_IN_BOX, _cgroup_dirs, _make_cgroup, _oom_kills, _remove_cgroup
 from nnh.grade.confine import SCRIPT, _account, _private_home
+from nnh.grade.withhold import COPY_SUFFIX, make_copy, names_from_environment, package_folder
 
 
 #
@@ -95,6 +96,9 @@ def box_command(shared: str) -> list[str]:
     for path in _environment_dirs():
         command += ["--ro-bind", path, path]
         parents.update(_ancestors(path))
+    copy = shared.rstrip("/") + COPY_SUFFIX
+    if os.path.isdir(copy):  # the nnh package with the assignment's references withheld (nnh.grade.withhold)
+        command += ["--ro-bind", copy, package_folder()]
     for path in sorted(parents):  # bwrap makes the folders on the way 0700: let the kernel's user pass
         command += ["--chmod", "0755", path]
     command += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu", "--bind", shared, shared,
@@ -255,6 +259,8 @@ class _Box:
         wanted = self.uid is not None and os.environ.get("NNH_GRADE_CGROUP", "1") != "0"
         self.cgroup = _make_cgroup(os.path.basename(self.root)) if wanted else None
         self.oom_kills = 0  # the cgroup's OOM kills before the current student
+        self.names = names_from_environment()  # the assignment's answers: their references are withheld
+        self.withheld = make_copy(package_folder(), self.root + COPY_SUFFIX, self.names) if self.names else []
 
     @property
     def user(self) -> str:
@@ -318,6 +324,7 @@ class _Box:
         """The end of the grading process: its box's folder goes, its user id is free again."""
         self.clean()
         shutil.rmtree(self.root, ignore_errors=True)
+        shutil.rmtree(self.root + COPY_SUFFIX, ignore_errors=True)
         if self.cgroup:
             _remove_cgroup(self.cgroup.values())
         if self._lock is not None:

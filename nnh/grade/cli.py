@@ -17,6 +17,7 @@ from nnh.grade.pool import _deferred_ctrl_c, _grade_locally, _grade_on_dask, pre
 from nnh.grade.preflight import preflight
 from nnh.grade.settings import CELL_OUTPUT_MB, CSV_FIELDS, DEFAULT_MAX_OUTPUT, DEFAULT_MEMORY, DEFAULT_TIMEOUT, GradeError, STATUSES
 from nnh.grade.task import grading_limits, hide_tests_setting, judge_setting, make_payload, sandbox_problem, sandbox_user_usable, unusable_user_error
+from nnh.grade.withhold import graded_names
 
 
 class Progress:
@@ -108,19 +109,21 @@ def grade(args: argparse.Namespace, out=sys.stdout) -> int:
         problem = sandbox_problem()
         if problem:
             raise GradeError(problem)
+    course = load_course(args.course)
+    source_files = _files(course.path("source", ".", args.assignment))
+    withhold = tuple(graded_names(source_files)) if args.sandbox == "bwrap" and judge_setting(course, args.judge) \
+        else ()  # under the judge, in the box: the references of the answers are not there (nnh.grade.withhold)
     if not args.scheduler:
-        prestart_servers(args.jobs, args.sandbox)  # their nbgrader imports overlap reading the course
+        prestart_servers(args.jobs, args.sandbox, withhold)  # their nbgrader imports overlap reading the course
     try:
-        return _grade(args, out)
+        return _grade(args, out, course, source_files, withhold)
     finally:
         stop_servers()  # the unused ones; the others were closed when the class was done
 
 
-def _grade(args: argparse.Namespace, out) -> int:
-    course = load_course(args.course)
+def _grade(args: argparse.Namespace, out, course, source_files: dict, withhold: tuple[str, ...]) -> int:
     assignment = args.assignment
     source_dir = course.path("source", ".", assignment)
-    source_files = _files(source_dir)
     notebooks = sorted(n for n in source_files if n.endswith(".ipynb") and "/" not in n)
     if not notebooks:
         raise GradeError(f"no notebooks in the source folder {source_dir}")
@@ -129,7 +132,7 @@ def _grade(args: argparse.Namespace, out) -> int:
     manifest = load_manifest(course, assignment)
     _check_sandbox_user(args, course)
     limits = grading_limits(course, args.timeout, args.memory, args.user, args.max_output, args.sandbox,
-                            judge_setting(course, args.judge))
+                            judge_setting(course, args.judge), withhold)
     wall = args.timeout + 60  # the notebook's limit, plus starting the kernel and the feedback
     payloads = _payloads(args, course, students, source_files, template, limits, manifest, out)
     if payloads and args.preflight:

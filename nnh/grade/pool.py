@@ -35,8 +35,9 @@ class _Server:
     MAX_TASKS = 50  # start afresh now and then: whatever a library leaks stays bounded
     IDLE = 300  # seconds a server waits for a task before it exits (idle Dask workers)
 
-    def __init__(self, sandbox: str = "bwrap") -> None:
+    def __init__(self, sandbox: str = "bwrap", withhold: tuple[str, ...] = ()) -> None:
         self.sandbox = sandbox  # its kernels' sandbox: "bwrap" (a box each) or "limits"
+        self.withhold = tuple(withhold)  # the names whose references its box withholds (nnh.grade.withhold)
         self.process: subprocess.Popen | None = None
         self.tmp: str | None = None  # the server's temporary folder: everything it makes, removed with it
         self.log = None
@@ -50,7 +51,7 @@ class _Server:
     def spawn(self) -> None:
         """Start the process (it then imports nbgrader; :meth:`start` waits for it)."""
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0", PYTHONUNBUFFERED="1",
-                   MALLOC_ARENA_MAX="2", NNH_GRADE_SANDBOX=self.sandbox)
+                   MALLOC_ARENA_MAX="2", NNH_GRADE_SANDBOX=self.sandbox, NNH_GRADE_WITHHOLD=",".join(self.withhold))
         env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
         self._remove_tmp()
         self.tmp = env["TMPDIR"] = tempfile.mkdtemp(prefix="nnh-server-")
@@ -202,25 +203,27 @@ def close_servers() -> None:
         server.close()
 
 
-def prestart_servers(count: int, sandbox: str = "bwrap") -> None:
+def prestart_servers(count: int, sandbox: str = "bwrap", withhold: tuple[str, ...] = ()) -> None:
     """Spawn ``count`` servers now, so that their imports overlap the rest of the set-up."""
     for _ in range(count):
-        server = _Server(sandbox)
+        server = _Server(sandbox, withhold)
         server.spawn()
         with _SERVERS_LOCK:
             _PRESTARTED.append(server)
 
 
-def _thread_server(sandbox: str) -> _Server:
+def _thread_server(sandbox: str, withhold: tuple[str, ...] = ()) -> _Server:
     """This thread's server (a ``nnh grade`` job, or a Dask worker thread), started if
-    needed, whose kernels run in ``sandbox``."""
+    needed, whose kernels run in ``sandbox`` without the references of ``withhold``."""
+    kind = (sandbox, tuple(withhold))
     server = getattr(_THREAD, "server", None)
-    if server is not None and server.sandbox != sandbox:
+    if server is not None and (server.sandbox, server.withhold) != kind:
         server.close()
-    if server is None or not server.alive() or server.sandbox != sandbox:
+    if server is None or not server.alive() or (server.sandbox, server.withhold) != kind:
         with _SERVERS_LOCK:
-            spare = _PRESTARTED.pop() if _PRESTARTED and _PRESTARTED[-1].sandbox == sandbox else None
-        server = _THREAD.server = spare or _Server(sandbox)
+            spare = _PRESTARTED.pop() if _PRESTARTED and (_PRESTARTED[-1].sandbox, _PRESTARTED[-1].withhold) == kind \
+                else None
+        server = _THREAD.server = spare or _Server(*kind)
     server.start()
     return server
 
@@ -253,7 +256,7 @@ def run_task(payload: dict, wall_timeout: float) -> dict:
         outcome, stderr, returncode = "died", "", None
         for _ in range(2):  # again only if the server was gone before it read the task
             try:
-                server = _thread_server(sandbox)
+                server = _thread_server(sandbox, tuple(payload["limits"].get("withhold", ())))
             except RuntimeError as error:
                 outcome, stderr = "died", str(error)
                 break

@@ -17,17 +17,19 @@ from nnh.grade.settings import CELL_OUTPUT_MB, DEFAULT_MAX_OUTPUT
 
 
 def grading_limits(course: Course, timeout: float, memory: int, user: str,
-                   max_output: float = DEFAULT_MAX_OUTPUT, sandbox: str = "bwrap", judge: bool = True) -> dict:
+                   max_output: float = DEFAULT_MAX_OUTPUT, sandbox: str = "bwrap", judge: bool = True,
+                   withhold: tuple[str, ...] = ()) -> dict:
     """The per-student limits: the course's per-cell limit (nbgrader's
     ``Execute.timeout``, at most ``timeout``), the notebook's, memory, CPU, and the bytes
     of output kept for the notebook (``max_output`` MB) and for one cell (at most
     :data:`CELL_OUTPUT_MB` of it); ``judge``: test cells are decided by the judge
-    (:mod:`nnh.grade.judge`), not in the student's kernel."""
+    (:mod:`nnh.grade.judge`), not in the student's kernel; ``withhold``: the names whose
+    references the box withholds (:mod:`nnh.grade.withhold`)."""
     cell_timeout = course.coursedir.config.Execute.get("timeout", 30) or timeout
     notebook_output = int(max_output * 2**20)
     return {"memory": memory, "cell_timeout": int(max(1, min(cell_timeout, timeout))),
             "notebook_timeout": float(timeout), "cpu": int(timeout * (os.cpu_count() or 1) + 60), "user": user,
-            "sandbox": sandbox, "judge": bool(judge),
+            "sandbox": sandbox, "judge": bool(judge), "withhold": list(withhold),
             "notebook_output": notebook_output, "cell_output": min(int(CELL_OUTPUT_MB * 2**20), notebook_output)}
 
 

@@ -18,7 +18,6 @@ from nnh.grade.confine import _private_home
 from nnh.grade.execute import OUTPUT_NOTE, TAMPER_NOTE, _preprocessors
 from nnh.grade.feedback import hide_hidden_tests, put_back
 from nnh.grade.guard import GUARD_UNAVAILABLE, guarded_modules
-from nnh.grade.judge_client import KERNEL_DECIDED
 from nnh.grade.scan import scan_notebook
 from nnh.grade.submission import _check_notebooks, _files, _repair_duplicates, _write_files
 from nnh.grade.zygote import _Zygote
@@ -67,6 +66,10 @@ def work(payload: dict, tmp: str) -> dict:
     if boxed and student.box is None:
         student.result.update(status="error",
                               details=details + [_Box.error or "the sandbox (bubblewrap) is not available"])
+        return student.result
+    if boxed and sorted(student.limits.get("withhold", [])) != student.box.names:
+        student.result.update(status="error", details=details + [
+            "the grader's box withholds other references than this assignment's (a grader bug)"])
         return student.result
     api = _autograder(student, tmp)
     outcome = api.autograde(payload["assignment"], payload["student"], force=True, create=True)
@@ -245,14 +248,13 @@ def _notebook_statuses(student: _Student, name: str, path: str, log: str) -> Non
     for grade_id, _, evalue in enames:
         if "course's reference" in evalue:
             student.detail(f"{name}: {grade_id} scores zero: {evalue}")
-    caught = [(g, v) for g, e, v in enames if e == "TamperingDetected" and not v.startswith(("not run", "not decided"))]
+    caught = [(g, v) for g, e, v in enames if e == "TamperingDetected" and not v.startswith("not run")]
     caught += [(c.metadata.get("nbgrader", {}).get("grade_id"), o.data["text/plain"][len(TAMPER_NOTE):].strip(" ]"))
                for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "display_data"
                and str(o.get("data", {}).get("text/plain", "")).startswith(TAMPER_NOTE)]
     if caught:
         student.result["status"] = "tampered"
-        cost = ("the tests are decided by the judge, so this changes no points but those of the test cells "
-                "decided in the kernel after it") if student.limits.get("judge") else \
+        cost = "the tests are decided by the judge, so this changes no points" if student.limits.get("judge") else \
             "that test and every later one score zero"
         student.detail(f"{name}: {caught[0][1]} (cell {caught[0][0]}); {cost}")
     if GUARD_UNAVAILABLE in log:
@@ -309,7 +311,7 @@ def _kernel_deaths(student: _Student, name: str, enames: list[tuple], oom_killed
 
 def _scanned_tampering(student: _Student, name: str, nb) -> None:
     """The static scan found tampering in ``name``: every graded cell that runs after the
-    first tampering cell scores zero."""
+    first tampering cell scores zero (under the judge: none)."""
     import nbformat
 
     found = student.tampering[name]
@@ -318,10 +320,9 @@ def _scanned_tampering(student: _Student, name: str, nb) -> None:
     first_id = submitted.cells[first].metadata.get("nbgrader", {}).get("grade_id")
     ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells]
     start = ids.index(first_id) if first_id in ids else 0
-    judged = student.limits.get("judge")  # the judge decides every test cell not decided in the kernel
-    student.affected[name] = {g for g, c in zip(ids[start:], nb.cells[start:])
-                              if c.metadata.get("nbgrader", {}).get("grade")
-                              and not (judged and KERNEL_DECIDED not in c.source)}
+    # under the judge, which decides every test cell, the finding costs nothing
+    student.affected[name] = set() if student.limits.get("judge") else {
+        g for g, c in zip(ids[start:], nb.cells[start:]) if c.metadata.get("nbgrader", {}).get("grade")}
     student.result["status"] = "tampered"
     for grade_id, _, reasons in found:
         for reason in reasons:
