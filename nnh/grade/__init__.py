@@ -35,8 +35,8 @@ Statuses (CSV column ``status``):
 ``kernel_died``  the kernel exited or crashed; the cells before it keep their points
 ``memory``       the student's code exceeded the memory cap
 ``tampered``     the student's cells change what the tests rely on: under the judge
-                 (the default) the test cells decided in the kernel after the first
-                 such cell score zero; with ``--no-judge`` every test cell after it
+                 (the default) a note that costs nothing by itself; with
+                 ``--no-judge`` every test cell after the first such cell scores zero
 ``error``        nothing gradable: empty folder, invalid notebook, grader failure
 
 The grader is this package, one job a module:
@@ -64,6 +64,7 @@ The grader is this package, one job a module:
 ``launcher``       the kernel launcher: resource limits, the kernel's user, the box
 ``zygote``         warm kernels: one import of TensorFlow, a fork per student
 ``box``            the bubblewrap box of each kernel: namespaces, file system, user id
+``withhold``       the box's copy of nnh without the references of the assignment's answers
 ``cgroup``         the box's cgroup: resident memory and processes, per student
 =================  ===========================================================================
 
