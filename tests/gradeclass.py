@@ -288,6 +288,12 @@ def _reads_course(course: Path, student: str) -> None:
 
 #: Kills every process its user may signal: as one user shared by all kernels, the others' too.
 KILLS_EVERYONE = "import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\nexcept OSError:\n    pass\n"
+#: Starts detached sleepers until it may start no more process or thread, then answers: the
+#: process limit is its own, so its neighbours and the next student in its box start as usual,
+#: and none of them is left after the run.
+EXHAUSTS_PROCESSES = ("import os\n_started = 0\nwhile _started < 100_000:\n    try:\n"
+                      f"        os.posix_spawn('/bin/sleep', {LEFT_BEHIND[0].split()!r}, dict(os.environ), setsid=True)\n"
+                      "    except OSError:\n        break\n    _started += 1\nprint('processes started:', _started)\n")
 #: Leaves a detached process and a file in /tmp behind (LEFT_BEHIND).
 OUTLIVES = (f"import subprocess\nsubprocess.Popen(['sh', '-c', 'exec {LEFT_BEHIND[0]}'], start_new_session=True)\n"
             f"with open({LEFT_BEHIND[1]!r}, 'w') as _fh:\n    _fh.write('x')\n")
@@ -392,6 +398,8 @@ def students() -> dict[str, Student]:
                                     full=L1 + GRAD, zero=L2 + ["test_elastic_net_penalty_values"],
                                     detail="course files readable: 0"),
         "s25_kills_everyone": Student(_answers(l1_penalty=KILLS_EVERYONE + _ref("l1_penalty")), "ok", MAX, full=ALL),
+        "s34_exhausts_processes": Student(_answers(early_stopping=EXHAUSTS_PROCESSES + _ref("early_stopping")), "ok",
+                                          MAX, full=ALL, detail="processes started:"),
         "s26_outlives": Student(_answers(l2_penalty_grad=OUTLIVES + _ref("l2_penalty_grad")), "ok", MAX, full=ALL),
         "s27_fills_tmp": Student(_answers(elastic_net_penalty=FILLS_TMP + _ref("elastic_net_penalty")), "ok", MAX,
                                  full=ALL, detail="MB written to /tmp: 25"),

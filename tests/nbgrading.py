@@ -9,7 +9,6 @@ runs ``nbgrader autograde`` and reads the scores from the gradebook.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -55,23 +54,6 @@ def nbgrader(course: Path, *args: str, timeout: float = 1800,
     if result.returncode != 0:
         raise AssertionError(f"nbgrader {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
-
-
-@contextlib.contextmanager
-def warm_kernels(course: Path):
-    """The grading environment, with a ``python3`` kernelspec whose kernels are forked
-    from a zygote that has imported nnh (``nnh grade``'s warm kernels, without its
-    limits): a plain ``nbgrader`` run in it skips the TensorFlow import per student."""
-    from nnh.grade.box import write_kernelspec
-    from nnh.grade.zygote import _Zygote
-
-    zygote = _Zygote()  # noqa: SLF001 - the grader's own mechanism, on purpose
-    try:
-        jupyter = course / ".jupyter-warm"
-        write_kernelspec(str(jupyter), memory=0, cpu=0, user="", zygote=zygote.path)
-        yield {**env(), "JUPYTER_PATH": str(jupyter)}
-    finally:
-        zygote.close()
 
 
 def make_course(root: Path, assignment: str) -> Path:

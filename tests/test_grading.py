@@ -3,14 +3,15 @@
 The submissions of assignment ``a`` are in ``submissions_<a>.py``: the
 reference, correct answers in another style, and wrong answers that each make
 one plausible mistake.  Each assignment's class is split into course roots
-graded by one ``nbgrader autograde`` run each, on the xdist worker of its group:
+graded by one run each, on the xdist worker of its group:
 
-* the reference and the blank release exactly as an instructor grades them:
-  plain ``nbgrader autograde`` and fresh kernels;
-* the other correct answers and the wrong ones, in two halves, by the same
-  ``nbgrader autograde`` with kernels forked from a warm zygote (what ``nnh
-  grade`` does, see ``tests/test_zygote.py``), which saves the TensorFlow import
-  of each kernel.
+* the reference and the blank release exactly as an instructor grades them with
+  nbgrader alone: plain ``nbgrader autograde`` and fresh kernels (hidden tests
+  in the student's kernel);
+* the other correct answers and the wrong ones by one ``nnh grade --jobs 2`` run
+  (nbgrader's ``Autograde`` in its sandbox, with warm kernels, every test cell
+  decided by the judge, and the references of the answers withheld in the box):
+  each correct answer keeps full marks and each wrong one loses its points there.
 
 Wrong answers are graded in packs (:func:`nbgrading.pack_wrong_answers`): one
 submission holds several mistakes in different answer cells, only where no
@@ -22,13 +23,16 @@ from __future__ import annotations
 
 import functools
 import importlib
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 import nbgrading
 
 ASSIGNMENTS = sorted(p.parent.name for p in (nbgrading.REPO / "solutions").glob("*/*.ipynb"))
-N_WRONG_BATCHES = 2
+N_WRONG_BATCHES = 1
 
 
 def submissions(assignment: str):
@@ -61,7 +65,7 @@ def submitted_as(assignment: str, student: str) -> str:
 
 
 def batches(assignment: str) -> list[list[str]]:
-    """The submitted ids of each course root: blank and reference first (fresh kernels)."""
+    """The submitted ids of each course root: blank and reference first (plain nbgrader)."""
     module = submissions(assignment)
     warm = sorted(set(module.CORRECT) - set(FRESH)) + sorted(packs(assignment))
     return [list(FRESH)] + [warm[i::N_WRONG_BATCHES] for i in range(N_WRONG_BATCHES)]
@@ -85,8 +89,10 @@ def graded(assignment: str, batch: int, tmp_path_factory) -> dict:
         if batch == 0:
             nbgrading.nbgrader(course, "autograde", assignment, "--force")
         else:
-            with nbgrading.warm_kernels(course) as environment:
-                nbgrading.nbgrader(course, "autograde", assignment, "--force", environment=environment)
+            done = subprocess.run([str(Path(sys.executable).parent / "nnh"), "grade", assignment, "--jobs", "2",
+                                   "--no-preflight"], cwd=course, env=nbgrading.env(), capture_output=True, text=True,
+                                  timeout=1800)
+            assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
         _graded[assignment, batch] = nbgrading.scores(course, assignment)
     return _graded[assignment, batch]
 

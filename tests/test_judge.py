@@ -463,8 +463,11 @@ def _submissions(assignment: str, wrong: bool):
     pytest.param(a, answers, id=sid) for assignment in ("regularization", "schedules", "augmentation", "dropout")
     for sid, a, answers in _submissions(assignment, wrong=False)[:1]]
     + [pytest.param(a, answers, id=sid) for assignment in ("regularization", "schedules")
-       for wrong in (False, True) for sid, a, answers in _submissions(assignment, wrong)[0 if wrong else 1:]])
+       for sid, a, answers in _submissions(assignment, wrong=True)])
 def test_the_judge_decides_every_test_as_the_kernel_does(assignment, answers):
+    """Cell by cell, the judge gives the reference of every assignment and the wrong answers
+    of two what the kernel gives (``tests/test_grading.py`` grades every correct and wrong
+    answer of every assignment with ``nnh grade`` itself)."""
     in_kernel = _verdicts(assignment, answers, judged=False)
     judged = _verdicts(assignment, answers, judged=True)
     assert judged == in_kernel
