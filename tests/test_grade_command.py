@@ -459,6 +459,39 @@ def test_preflight_stops_before_any_student_when_the_reference_would_lose_points
     assert grades(course) == {}, "no student was graded"
 
 
+def test_no_student_is_kept_before_the_preflight_passes():
+    """The preflight is graded alongside the first students (its slot does not wait alone);
+    their results are held until its own has come: kept, in order, if it passed; dropped,
+    with the preflight's error, if it failed."""
+    from nnh.grade.preflight import PREFLIGHT_STUDENT, Gate
+    from nnh.grade.settings import GradeError
+
+    def result(student):
+        return {"student": student, "status": "ok"}
+
+    def check(outcome, payload):
+        if outcome["status"] != "ok":
+            raise GradeError("preflight failed")
+
+    kept = []
+    gate = Gate({"student": PREFLIGHT_STUDENT}, check, kept.append)
+    gate(result("a"))
+    gate(result("b"))
+    assert kept == [], "nothing is kept before the preflight's result"
+    gate(result(PREFLIGHT_STUDENT))
+    gate(result("c"))
+    assert [r["student"] for r in kept] == ["a", "b", "c"]
+    kept.clear()
+    gate = Gate({"student": PREFLIGHT_STUDENT}, check, kept.append)
+    gate(result("a"))
+    with pytest.raises(GradeError, match="preflight failed"):
+        gate({"student": PREFLIGHT_STUDENT, "status": "memory"})
+    assert kept == []
+    gate = Gate(None, check, kept.append)  # no preflight (passed before, or --no-preflight)
+    gate(result("a"))
+    assert [r["student"] for r in kept] == ["a"]
+
+
 @pytest.mark.xdist_group("nnh-grade-solo")
 def test_a_stuck_or_killed_grader_costs_only_its_student(tmp_path, monkeypatch):
     """The long-lived grading process: a student over the wall-clock limit is

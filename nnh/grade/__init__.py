@@ -20,8 +20,9 @@ Every student's kernel runs in a bubblewrap box of its own (``--sandbox bwrap``,
 default; see :mod:`nnh.grade.box`): its own PID, network, IPC and mount namespaces, no
 file of the course, a private ``/tmp``, and as root a user id no other kernel has.
 
-Before the first student, a *preflight* grades the assignment's source notebook (the
-reference solution) in the same sandbox, with the same limits, on the same workers.
+First, a *preflight* grades the assignment's source notebook (the reference solution)
+in the same sandbox, with the same limits, on the same workers; no student's grade is
+kept before it has passed (the other slots grade the first students meanwhile).
 If it does not get full marks, ``nnh grade`` stops with an error that names the failing
 tests, their errors and the limits, instead of taking points from every honest student
 (e.g. a ``--memory`` cap too low for TensorFlow, a package missing on the workers).

@@ -14,7 +14,7 @@ import time
 from nnh.grade.course import _files, find_students, load_course, template_gradebook
 from nnh.grade.merge import gradebook_scores, load_manifest, merge, save_manifest
 from nnh.grade.pool import _deferred_ctrl_c, _grade_locally, _grade_on_dask, prestart_servers, stop_servers
-from nnh.grade.preflight import preflight
+from nnh.grade.preflight import Gate, check_preflight, preflight_payload
 from nnh.grade.settings import CELL_OUTPUT_MB, CSV_FIELDS, DEFAULT_MAX_OUTPUT, DEFAULT_MEMORY, DEFAULT_TIMEOUT, GradeError, STATUSES
 from nnh.grade.task import grading_limits, hide_tests_setting, judge_setting, make_payload, sandbox_problem, sandbox_user_usable, unusable_user_error
 from nnh.grade.withhold import graded_names
@@ -111,17 +111,18 @@ def grade(args: argparse.Namespace, out=sys.stdout) -> int:
             raise GradeError(problem)
     course = load_course(args.course)
     source_files = _files(course.path("source", ".", args.assignment))
-    withhold = tuple(graded_names(source_files)) if args.sandbox == "bwrap" and judge_setting(course, args.judge) \
-        else ()  # under the judge, in the box: the references of the answers are not there (nnh.grade.withhold)
+    judge = judge_setting(course, args.judge)
+    # under the judge, in the box: the references of the answers are not there (nnh.grade.withhold)
+    withhold = tuple(graded_names(source_files)) if args.sandbox == "bwrap" and judge else ()
     if not args.scheduler:
         prestart_servers(args.jobs, args.sandbox, withhold)  # their nbgrader imports overlap reading the course
     try:
-        return _grade(args, out, course, source_files, withhold)
+        return _grade(args, out, course, source_files, judge, withhold)
     finally:
         stop_servers()  # the unused ones; the others were closed when the class was done
 
 
-def _grade(args: argparse.Namespace, out, course, source_files: dict, withhold: tuple[str, ...]) -> int:
+def _grade(args: argparse.Namespace, out, course, source_files: dict, judge: bool, withhold: tuple[str, ...]) -> int:
     assignment = args.assignment
     source_dir = course.path("source", ".", assignment)
     notebooks = sorted(n for n in source_files if n.endswith(".ipynb") and "/" not in n)
@@ -132,11 +133,11 @@ def _grade(args: argparse.Namespace, out, course, source_files: dict, withhold: 
     manifest = load_manifest(course, assignment)
     _check_sandbox_user(args, course)
     limits = grading_limits(course, args.timeout, args.memory, args.user, args.max_output, args.sandbox,
-                            judge_setting(course, args.judge), withhold)
+                            judge, withhold)
     wall = args.timeout + 60  # the notebook's limit, plus starting the kernel and the feedback
     payloads = _payloads(args, course, students, source_files, template, limits, manifest, out)
-    if payloads and args.preflight:
-        preflight(args, course, assignment, source_files, template, limits, wall, manifest, out)
+    first = preflight_payload(args, course, assignment, source_files, template, limits, manifest, out) \
+        if payloads and args.preflight else None
     progress = Progress(len(payloads))
     merge_state = {"merging": False, "ctrl_c": False}
 
@@ -156,13 +157,16 @@ def _grade(args: argparse.Namespace, out, course, source_files: dict, withhold: 
         if merge_state["ctrl_c"]:
             raise KeyboardInterrupt
 
+    gate = Gate(first, lambda result, payload: check_preflight(result, payload, course, source_files, manifest),
+                finish)
+    tasks = ([first] if first else []) + list(payloads.values())  # the preflight first, see Gate
     interrupted = False
     try:
         with _deferred_ctrl_c(merge_state):
             if payloads and args.scheduler:
-                _grade_on_dask(args.scheduler, list(payloads.values()), wall, finish)
+                _grade_on_dask(args.scheduler, tasks, wall, gate)
             elif payloads:
-                _grade_locally(args.jobs, list(payloads.values()), wall, finish)
+                _grade_locally(args.jobs, tasks, wall, gate)
     except KeyboardInterrupt:
         interrupted = True
         print(f"\ninterrupted: {progress.done} student(s) graded and kept, "

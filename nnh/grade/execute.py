@@ -63,6 +63,8 @@ class SandboxExecute(Execute):
       and after every test cell a silent request with a fresh challenge checks it;
       a change (or a check that does not answer correctly) ends the run: that test
       cell and every later one get a ``TamperingDetected`` error (zero points).
+      Under the judge a change costs no points, only a note: the check runs after
+      each test cell only, until it finds one.
     """
 
     sandbox_owner = None  # (uid, gid) that gets the notebook's folder, when grading as root
@@ -285,8 +287,12 @@ class SandboxExecute(Execute):
         return super()._update_display_id(display_id, msg)
 
     def _guarded(self, cell, index, when):
-        """Run the integrity check; on a change, stop here (a ``TamperingDetected`` error)."""
+        """Run the integrity check; on a change, stop here (a ``TamperingDetected`` error).
+        Under the judge, where a finding is a note that changes no points, only after each
+        test cell (a change made before it is found there too) and until the first finding."""
         if not self._nnh_guard or cell.cell_type != "code" or not utils.is_grade(cell):
+            return None
+        if self.judge and (when == "before" or self._nnh_tampered):
             return None
         try:
             change = self._check_guard()

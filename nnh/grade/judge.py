@@ -268,13 +268,16 @@ class KernelChannel:
 
         self.limit, self.deadline, self.late = float(limit), time.monotonic() + float(limit), False
 
+    def timeout_message(self) -> str:
+        return f"the student's code did not return within the cell's {self.limit:g} s time limit"
+
     def _left(self) -> float:
         import time
 
         left = self.deadline - time.monotonic()
         if self.late or left <= 0:
             self.late = True
-            raise KernelTimeout(f"the student's code did not return within the cell's {self.limit:g} s time limit")
+            raise KernelTimeout(self.timeout_message())
         return left
 
     def listen(self, path: str) -> None:
@@ -366,8 +369,7 @@ def serve(stdin=None, stdout=None) -> None:
             try:
                 verdict = session.run(str(message.get("cell")), str(message.get("source", "")))
                 if channel.late and verdict.get("ename") != "CellTimeoutError":  # however the test took it
-                    verdict = {"ok": False, "ename": "CellTimeoutError", "evalue": "the student's code did not "
-                               f"return within the cell's {channel.limit:g} s time limit"}
+                    verdict = {"ok": False, "ename": "CellTimeoutError", "evalue": channel.timeout_message()}
             finally:
                 channel.close()
             send({"verdict": verdict})

@@ -70,9 +70,12 @@ class JudgeClient:
                                         cwd="/")  # -P and "/": nothing is imported from a folder students write
         self._buffer = b""
 
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def start(self) -> None:
         """Start the judge if it is not running (it imports its modules at once)."""
-        if self.process is None or self.process.poll() is not None:
+        if not self.alive():
             self._start()
 
     def stop(self) -> None:
@@ -124,7 +127,7 @@ class JudgeClient:
         :class:`nnh.grade.judge.KernelChannel`), which must answer within ``timeout``
         seconds.  A judge lost in an earlier cell is started again first; it takes
         nothing the earlier test cells bound from the kernel."""
-        if self.process is None or self.process.poll() is not None:
+        if not self.alive():
             if self.socket is None or not self._reset():
                 return {"ok": False, "ename": "JudgeError", "evalue": "the grader's judge could not be started"}
         self.earlier.append(source)
@@ -155,8 +158,7 @@ def shared() -> JudgeClient:
 
 def running_pid() -> int | None:
     """The process id of this grading process's judge, if it runs."""
-    process = _SHARED[0].process if _SHARED else None
-    return process.pid if process is not None and process.poll() is None else None
+    return _SHARED[0].process.pid if _SHARED and _SHARED[0].alive() else None
 
 
 def apply_verdict(cell: NotebookNode, verdict: dict) -> None:

@@ -45,6 +45,11 @@ class _Server:
         self.buffer = b""
         self.ready = False
 
+    @property
+    def kind(self) -> tuple[str, tuple[str, ...]]:
+        """(sandbox, withheld names): which tasks it can grade."""
+        return self.sandbox, self.withhold
+
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
@@ -217,25 +222,14 @@ def _thread_server(sandbox: str, withhold: tuple[str, ...] = ()) -> _Server:
     needed, whose kernels run in ``sandbox`` without the references of ``withhold``."""
     kind = (sandbox, tuple(withhold))
     server = getattr(_THREAD, "server", None)
-    if server is not None and (server.sandbox, server.withhold) != kind:
+    if server is not None and server.kind != kind:
         server.close()
-    if server is None or not server.alive() or (server.sandbox, server.withhold) != kind:
+    if server is None or not server.alive() or server.kind != kind:
         with _SERVERS_LOCK:
-            spare = _PRESTARTED.pop() if _PRESTARTED and (_PRESTARTED[-1].sandbox, _PRESTARTED[-1].withhold) == kind \
-                else None
+            spare = _PRESTARTED.pop() if _PRESTARTED and _PRESTARTED[-1].kind == kind else None
         server = _THREAD.server = spare or _Server(*kind)
     server.start()
     return server
-
-
-def hand_back_server() -> None:
-    """The grading server of this thread, if alive, goes back to the pool of started
-    servers (another thread takes it, warm)."""
-    server = getattr(_THREAD, "server", None)
-    if server is not None and server.alive():
-        _THREAD.server = None
-        with _SERVERS_LOCK:
-            _PRESTARTED.append(server)
 
 
 def run_task(payload: dict, wall_timeout: float) -> dict:

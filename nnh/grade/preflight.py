@@ -1,18 +1,17 @@
-"""The preflight: before any student, the assignment's source notebook (the
-reference solution) is graded as a student, in the same sandbox, with the same
-limits, on the same workers.  Anything short of full marks stops the run with an
-error that names the failing tests, their errors and the limits.
+"""The preflight: the assignment's source notebook (the reference solution) is graded
+as a student, in the same sandbox, with the same limits, on the same workers, first,
+and no student's grade is kept before it has passed.  Anything short of full marks
+stops the run with an error that names the failing tests, their errors and the
+limits.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from concurrent.futures import ThreadPoolExecutor
 
 from nnh.grade.course import Course, digest
 from nnh.grade.merge import save_manifest
-from nnh.grade.pool import _grade_on_dask, hand_back_server, run_task
 from nnh.grade.settings import GradeError
 from nnh.grade.task import task_payload
 
@@ -61,35 +60,24 @@ def preflight_failures(result: dict, source_files: dict) -> list[str]:
     return failures
 
 
-def _preflight_locally(payload: dict, wall: float) -> dict:
-    """Grade ``payload`` on a grading server and hand the (warm) server back to the students."""
-    def task() -> dict:
-        result = run_task(payload, wall)
-        hand_back_server()
-        return result
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nnh-preflight") as executor:
-        return executor.submit(task).result()
-
-
-def preflight(args: argparse.Namespace, course: Course, assignment: str, source_files: dict, template: bytes,
-              limits: dict, wall: float, manifest: dict, out) -> None:
-    """Grade the source notebook as a student, with the class's limits; a :class:`GradeError`
-    naming the failing tests and the limits unless it gets full marks."""
+def preflight_payload(args: argparse.Namespace, course: Course, assignment: str, source_files: dict,
+                      template: bytes, limits: dict, manifest: dict, out) -> dict | None:
+    """The task that grades the source notebook as a student, with the class's limits;
+    None if a preflight with the same source, configuration and limits passed before."""
     submitted = {n: b for n, b in source_files.items() if n.endswith(".ipynb") and "/" not in n}
     key = digest(source_files, {"limits": json.dumps(limits, sort_keys=True).encode(),
                                 "scheduler": str(args.scheduler).encode()}, course.config_text)
     if manifest.get(_PREFLIGHT_KEY, {}).get("digest") == key:
-        return
-    payload = task_payload(course, assignment, PREFLIGHT_STUDENT, source_files, submitted, template, limits, key)
+        return None
     print(f"preflight: grading the reference solution of {assignment} with the class's limits", file=out)
-    if args.scheduler:
-        results = []
-        _grade_on_dask(args.scheduler, [payload], wall, results.append)
-        result = results[0]
-    else:
-        result = _preflight_locally(payload, wall)
+    return task_payload(course, assignment, PREFLIGHT_STUDENT, source_files, submitted, template, limits, key)
+
+
+def check_preflight(result: dict, payload: dict, course: Course, source_files: dict, manifest: dict) -> None:
+    """A :class:`GradeError` naming the failing tests and the limits unless the preflight's
+    ``result`` has full marks; else the pass is remembered in the manifest."""
     failures = preflight_failures(result, source_files)
+    limits, assignment = payload["limits"], payload["assignment"]
     if result["status"] != "ok" or failures:
         details = "; ".join(result.get("details", []))[:1500]
         raise GradeError(
@@ -101,6 +89,31 @@ def preflight(args: argparse.Namespace, course: Course, assignment: str, source_
             + f"Limits: --memory {limits['memory']} MB (of resident memory where the sandbox has a cgroup, "
             f"else of address space, of which TensorFlow kernels need about 3000 MB; 0 = no cap), --timeout {limits['notebook_timeout']:g} s per notebook, "
             f"{limits['cell_timeout']} s per cell. Raise the limit or install what is missing, "
-            "or skip this check with --no-preflight.")
-    manifest[_PREFLIGHT_KEY] = {"digest": key, "seconds": round(result.get("seconds", 0.0), 2)}
+            "or skip this check with --no-preflight. No student's grade was kept.")
+    manifest[_PREFLIGHT_KEY] = {"digest": payload["digest"], "seconds": round(result.get("seconds", 0.0), 2)}
     save_manifest(course, assignment, manifest)
+
+
+class Gate:
+    """Holds the students' results back until the preflight's result has come and
+    passed: the preflight is graded first, alongside the first students (its slot
+    would otherwise wait for it alone), and nothing of a student is kept before it
+    passes.  ``gate(result)`` takes every result as it arrives; a failed preflight
+    raises its :class:`GradeError` there, which stops the run."""
+
+    def __init__(self, payload: dict | None, check, finish) -> None:
+        self.payload, self.check, self.finish = payload, check, finish
+        self.open = payload is None
+        self.waiting: list[dict] = []
+
+    def __call__(self, result: dict) -> None:
+        if self.open:
+            self.finish(result)
+        elif result["student"] == PREFLIGHT_STUDENT:
+            self.check(result, self.payload)
+            self.open = True
+            waiting, self.waiting = self.waiting, []
+            for held in waiting:
+                self.finish(held)
+        else:
+            self.waiting.append(result)

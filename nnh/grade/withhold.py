@@ -26,6 +26,9 @@ WITHHELD = ("{module}.{name} is the course's reference for an answer of this ass
 COPY_SUFFIX = ".nnh"
 
 
+#: The top-level statements that define a graded name (and that a stub replaces).
+DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
 def graded_names(source_files: dict) -> list[str]:
     """The names the answer cells of the assignment's source notebooks define at top
     level (functions and classes), sorted."""
@@ -43,7 +46,7 @@ def graded_names(source_files: dict) -> list[str]:
             except SyntaxError:
                 continue
             names.update(node.name for node in tree.body
-                         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)))
+                         if isinstance(node, DEFINITIONS))
     return sorted(names)
 
 
@@ -62,7 +65,7 @@ def withhold_source(text: str, module: str, names: set[str]) -> tuple[str, list[
     lines = text.splitlines(keepends=True)
     replaced = []
     for node in reversed(tree.body):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in names:
+        if isinstance(node, DEFINITIONS) and node.name in names:
             start = min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1
             lines[start:node.end_lineno] = [_stub(node, module)]
             replaced.append(node.name)

@@ -312,17 +312,8 @@ def _kernel_deaths(student: _Student, name: str, enames: list[tuple], oom_killed
 def _scanned_tampering(student: _Student, name: str, nb) -> None:
     """The static scan found tampering in ``name``: every graded cell that runs after the
     first tampering cell scores zero (under the judge: none)."""
-    import nbformat
-
     found = student.tampering[name]
-    first = min(index for _, index, _ in found)
-    submitted = nbformat.read(os.path.join(student.dirs["submitted"], name), as_version=4)
-    first_id = submitted.cells[first].metadata.get("nbgrader", {}).get("grade_id")
-    ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells]
-    start = ids.index(first_id) if first_id in ids else 0
-    # under the judge, which decides every test cell, the finding costs nothing
-    student.affected[name] = set() if student.limits.get("judge") else {
-        g for g, c in zip(ids[start:], nb.cells[start:]) if c.metadata.get("nbgrader", {}).get("grade")}
+    student.affected[name] = set() if student.limits.get("judge") else _cells_after(student, name, nb, found)
     student.result["status"] = "tampered"
     for grade_id, _, reasons in found:
         for reason in reasons:
@@ -331,6 +322,19 @@ def _scanned_tampering(student: _Student, name: str, nb) -> None:
         student.detail(f"{name}: the tests after that cell score zero: {', '.join(sorted(student.affected[name]))}")
     else:
         student.detail(f"{name}: the judge decides every test after that cell, so this changes no points")
+
+
+def _cells_after(student: _Student, name: str, nb, found: list) -> set[str]:
+    """The graded cells of ``nb`` from the first cell where the scan ``found`` tampering on
+    (without the judge they score zero; under it, which decides every test cell, none)."""
+    import nbformat
+
+    first = min(index for _, index, _ in found)
+    submitted = nbformat.read(os.path.join(student.dirs["submitted"], name), as_version=4)
+    first_id = submitted.cells[first].metadata.get("nbgrader", {}).get("grade_id")
+    ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells]
+    start = ids.index(first_id) if first_id in ids else 0
+    return {g for g, c in zip(ids[start:], nb.cells[start:]) if c.metadata.get("nbgrader", {}).get("grade")}
 
 
 def _read_grades(student: _Student) -> None:
