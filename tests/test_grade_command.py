@@ -444,11 +444,12 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys, monkeypatch):
 def test_preflight_stops_before_any_student_when_the_reference_would_lose_points(tmp_path):
     """Issue 13: a ``--memory`` cap below what the reference's kernel needs (as address
     space, 2048 MB: TensorFlow aborts at import; as resident memory in the sandbox's
-    cgroup, 100 MB) does not zero every honest student: the preflight grades the reference
-    solution first, and the run stops with an error that names the limit and what failed."""
+    cgroup, 30 MB: a kernel forked from the warm zygote cannot start) does not zero every
+    honest student: the preflight grades the reference solution first, and the run stops
+    with an error that names the limit and what failed."""
     resident = gradeclass.cgroups_writable()
     course = gradeclass.make_class(tmp_path / "c", ["s01_reference"])
-    cap = "100" if resident else "2048"
+    cap = "30" if resident else "2048"
     result = nnh_grade(course, "--memory", cap, check=False)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "preflight failed" in result.stderr and f"--memory {cap} MB" in result.stderr

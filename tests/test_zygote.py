@@ -390,3 +390,44 @@ def test_the_grader_reads_only_regular_files_of_a_submission(tmp_path):
     finally:
         subprocess.run(["rm", "-rf", str(tmp_path / "d")], check=True)
     assert set(files) == {"answer.ipynb", "d/near.txt"}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="kills a user's processes as root")
+def test_killing_a_box_user_ends_its_processes_and_returns_at_once():
+    """``_kill_user`` kills every process of the box's user id, also those forked while
+    it kills, and returns as soon as none is alive: a zombie whose parent is the grader
+    (it reaps it later) does not keep it waiting, nor does the killer see itself."""
+    from nnh.grade.box import _kill_user, _runs_as
+
+    uid = 54329  # no account, no process on this machine
+    assert not _runs_as(uid)
+    zombie = os.fork()
+    if zombie == 0:  # pragma: no cover - the child
+        os.setuid(uid)
+        os._exit(0)
+    parent = os.fork()
+    if parent == 0:  # pragma: no cover - the child: processes of uid that fork more of themselves
+        try:
+            os.setsid()
+            os.setuid(uid)
+            for _ in range(3):
+                if os.fork() == 0:
+                    while True:
+                        if os.fork() == 0:
+                            time.sleep(60)
+                        time.sleep(0.01)
+            time.sleep(60)
+        finally:
+            os._exit(0)
+    time.sleep(0.3)
+    assert _runs_as(uid)
+    start = time.monotonic()
+    _kill_user(uid)
+    took = time.monotonic() - start
+    try:
+        assert not _runs_as(uid), "every process of the user is dead"
+        assert took < 0.25, f"took {took:.2f} s: it waited for the zombie or for itself"
+    finally:
+        for pid in (zombie, parent):
+            os.waitpid(pid, 0)
+        subprocess.run(["pkill", "-KILL", "-U", str(uid)], check=False)

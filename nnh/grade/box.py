@@ -180,9 +180,10 @@ def _clear_box(shared: str) -> None:
         traceback.print_exc()
 
 
-def _kill_user(uid: int) -> None:
+def _kill_user(uid: int, wait: bool = True) -> None:
     """As root: kill every process of ``uid``: a child that becomes ``uid`` sends
-    SIGKILL to every process it may signal, which are exactly those."""
+    SIGKILL to every process it may signal, which are exactly those, until none is
+    alive.  ``wait=False``: do not wait for it (the grading process reaps it later)."""
     import signal
     import time
 
@@ -194,15 +195,35 @@ def _kill_user(uid: int) -> None:
             os.setgid(uid)
             os.setuid(uid)
             _clear_keyrings()
-            for _ in range(50):
+            for _ in range(50):  # again: a process may have forked while we killed
                 os.kill(-1, signal.SIGKILL)
+                if not _runs_as(uid):
+                    break  # dead, or a zombie its parent (outside the box user) reaps
                 time.sleep(0.005)
         except ProcessLookupError:
             pass
         except BaseException:  # noqa: BLE001 - reported by the exit code
             code = 1
         os._exit(code)
-    os.waitpid(pid, 0)
+    if wait:
+        os.waitpid(pid, 0)
+
+
+def _runs_as(uid: int) -> bool:
+    """Whether a process of real user id ``uid`` other than this one is alive (not a
+    zombie), from ``/proc``."""
+    me = str(os.getpid())
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or entry.name == me:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/status") as fh:
+                fields = dict(line.split(":", 1) for line in fh.read().splitlines() if ":" in line)
+        except OSError:
+            continue  # gone
+        if int(fields.get("Uid", "-1 ").split()[0]) == uid and not fields.get("State", "").strip().startswith(("Z", "X")):
+            return True
+    return False
 
 
 def _clear_keyrings() -> None:
@@ -313,6 +334,12 @@ class _Box:
         """Once the kernel is up: it may no longer create files in its connection folder."""
         if self.uid is not None and os.path.isdir(run):
             os.chown(run, 0, 0)
+
+    def stop_kernel(self) -> None:
+        """A student's notebook is done: kill what runs in the box now, without waiting,
+        so that it dies while the grader writes the feedback (:meth:`clean` then waits)."""
+        if self.uid is not None:
+            _kill_user(self.uid, wait=False)
 
     def clean(self) -> None:
         """After a student: nothing of theirs keeps running or stays on disk."""

@@ -98,6 +98,9 @@ class SandboxExecute(Execute):
             if self._nnh_dead is None:
                 raise
             return nb, resources  # shutting down a dead or stuck kernel may fail too
+        finally:
+            if self.box_run and _Box.current is not None:
+                _Box.current.stop_kernel()  # shut down "immediate": the launcher only was killed
 
     async def async_start_new_kernel_client(self):
         client = await super().async_start_new_kernel_client()

@@ -75,6 +75,10 @@ def work(payload: dict, tmp: str) -> dict:
     outcome = api.autograde(payload["assignment"], payload["student"], force=True, create=True)
     log = (outcome.get("log") or "") + (outcome.get("error") or "")
     _record_log(student, outcome, log)
+    if not outcome["success"] and student.box is not None and student.box.killed_for_memory():
+        student.result["status"] = "memory"  # e.g. the kernel could not even start
+        student.detail(f"the kernel was killed for using more than {student.limits['memory']} MB of resident "
+                       "memory before its notebook could be graded")
     for name in student.sources:
         path = os.path.join(student.dirs["autograded"], name)
         if os.path.exists(path):
@@ -197,6 +201,7 @@ def _autograder(student: _Student, tmp: str):
     execute, stderr_is_not_failure, restore_order = _preprocessors()
     config.Execute.timeout = int(limits["cell_timeout"])
     config.Execute.interrupt_on_timeout = True
+    config.Execute.shutdown_kernel = "immediate"  # killed when its cells are done: nothing of it is kept
     config.Execute.iopub_timeout = max(float(config.Execute.get("iopub_timeout", 4)), 30.0)  # a loaded machine
     config.OverwriteCells.add_missing_cells = True
     config.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells,
