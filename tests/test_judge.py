@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import importlib
 import io
+import time
 import types
 
 import nbformat
@@ -20,7 +21,7 @@ import pytest
 
 import nbgrading
 from nnh.grade.judge import KernelError, Remote, Session
-from nnh.grade.judge_client import apply_verdict, judged_part, visible_part
+from nnh.grade.judge_client import apply_verdict, judged_part, kernel_part_verdict, notebook_imports, visible_part
 from nnh.grade.wire import MAX_CHARS, MAX_DEPTH, KernelServer, WireError, decode, dumps, encode, loads
 
 
@@ -148,6 +149,31 @@ def test_the_tests_use_the_judges_own_modules_and_builtins():
     assert run(namespace, "assert np.allclose([0.0], [1.0])")["ok"] is False
     assert run(namespace, "assert len(f()) == 3")["ok"] is False
     assert run(namespace, "assert np is __import__('numpy')") == {"ok": True}
+
+
+def test_the_notebooks_own_modules_are_the_judges_whatever_the_kernel_binds_to_them():
+    """A module crosses by name, but an object that only looks like one would cross as a
+    proxy whose comparisons run in the kernel (the red team's ``np = _Lenient(numpy)``):
+    the names the source notebook's own cells import are bound by the judge itself."""
+    class Lenient:
+        isclose = allclose = staticmethod(lambda *args, **kwargs: True)
+
+    namespace = {"np": Lenient(), "math": Lenient(), "f": lambda: 0.0}
+    server = KernelServer(namespace)
+    asked = []
+
+    def ask(request):
+        asked.append(request)
+        return server(dumps(request))
+
+    test = "assert math.isclose(f(), 1.0) and np.allclose([f()], [1.0])"
+    assert Session(ask).run("a", test) == {"ok": True}, "without them, the kernel's objects decide"
+    asked.clear()
+    judge = Session(ask, modules={"np": "numpy", "math": "math", "nothing": "no_such_module_here"})
+    assert judge.run("a", test)["ename"] == "AssertionError"
+    assert all(set(r.get("names", [])) <= {"f"} for r in asked), "never asked for np or math"
+    source = nbformat.read(nbgrading.REPO / "solutions" / "regularization" / "regularization.ipynb", as_version=4)
+    assert {"np": "numpy", "math": "math", "keras": "keras", "nnh": "nnh"}.items() <= notebook_imports([source]).items()
 
 
 def test_names_the_tests_bound_are_not_taken_from_the_notebook():
@@ -396,16 +422,47 @@ def test_the_kernel_runs_only_the_visible_tests():
 
 def test_a_kernel_part_of_the_hidden_tests_runs_in_the_kernel_and_nowhere_else():
     source = ("assert f(1) == 2\n### BEGIN HIDDEN TESTS\nimport numpy as _np\n"
-              "# nnh grade: begin kernel part (why)\ndef _trace():\n    return [f(3)]\n"
-              "# nnh grade: end kernel part\nassert _trace() == [6]\n### END HIDDEN TESTS\n")
-    assert visible_part(source) == "assert f(1) == 2\ndef _trace():\n    return [f(3)]\n"
-    assert judged_part(source) == "### BEGIN HIDDEN TESTS\nimport numpy as _np\nassert _trace() == [6]\n### END HIDDEN TESTS\n"
+              "# nnh grade: begin kernel part (why)\ndef _trace():\n    return [f(3)]\n_seen = f(4)\n"
+              "# nnh grade: end kernel part\nassert _trace() == [6] and _seen == 8\n### END HIDDEN TESTS\n")
+    assert visible_part(source) == "assert f(1) == 2\n"
+    assert judged_part(source) == source[len("assert f(1) == 2\n"):], "the hidden tests, kernel part included"
     assert judged_part("assert f(1) == 2\n") == "assert f(1) == 2\n"
     namespace = {"f": lambda x: 2 * x}
     exec(visible_part(source), namespace)  # noqa: S102 - what the kernel runs
     assert run(namespace, judged_part(source)) == {"ok": True}  # the judge calls the kernel's _trace
+    assert "_trace" not in namespace and "_seen" not in namespace, "the kernel part's names are not the notebook's"
     namespace["f"] = lambda x: 2 * x if x < 3 else 0
     assert run(namespace, judged_part(source))["ename"] == "AssertionError"
+
+
+def test_a_kernel_part_runs_whatever_the_visible_tests_did_and_cannot_be_planted():
+    """The red team's attack: a wrong layer whose visible test raises in the kernel (so a
+    kernel part run after it would never run), and an answer cell that defines the kernel
+    part's names with the values the hidden tests want.  The kernel part runs anyway, in a
+    namespace of its own: the plants change nothing."""
+    source = ("assert f(1) == 2\nmodel_ok = True\n### BEGIN HIDDEN TESTS\n"
+              "# nnh grade: begin kernel part\ndef _probe():\n    return f(3)\n_visible = model_ok\n"
+              "# nnh grade: end kernel part\nassert _visible and _probe() == 6\n### END HIDDEN TESTS\n")
+    planted = {"f": lambda x: 0, "_probe": lambda: 6, "_visible": True}
+    with pytest.raises(AssertionError):
+        exec(visible_part(source), planted)  # noqa: S102 - the kernel's run fails before model_ok is bound
+    assert run(planted, judged_part(source))["ename"] == "NameError", "model_ok was never bound: the cell fails"
+    planted["model_ok"] = True
+    assert run(planted, judged_part(source))["ename"] == "AssertionError", "the real _probe() is 0"
+
+
+def test_a_kernel_parts_cell_fails_where_its_visible_tests_failed_in_the_kernel():
+    """The judge runs only the hidden tests of a cell with a kernel part: the visible tests'
+    failure in the kernel (which a student can only cause, never hide) fails the cell."""
+    with_part = "x = 1\n### BEGIN HIDDEN TESTS\n# nnh grade: begin kernel part\ny = 2\n# nnh grade: end kernel part\n" \
+                "### END HIDDEN TESTS\n"
+    failed = nbformat.v4.new_code_cell(with_part, outputs=[
+        nbformat.v4.new_output("error", ename="AssertionError", evalue="wrong rate", traceback=[])])
+    passed = nbformat.v4.new_code_cell(with_part)
+    assert kernel_part_verdict(with_part, failed, {"ok": True}) == {"ok": False, "ename": "AssertionError",
+                                                                    "evalue": "wrong rate"}
+    assert kernel_part_verdict(with_part, passed, {"ok": True}) == {"ok": True}
+    assert kernel_part_verdict("x = 1\n", failed, {"ok": True}) == {"ok": True}, "the judge re-ran those tests"
 
 
 def test_the_verdict_decides_the_cells_outputs():
@@ -448,7 +505,11 @@ def _verdicts(assignment: str, answers: dict[str, str], judged: bool) -> dict[st
         except Exception:  # noqa: BLE001 - a failing test
             ok = False
         if test:
-            passed[meta["grade_id"]] = judge.run(meta["grade_id"], judged_part(source))["ok"] if by_judge else ok
+            if by_judge:  # what execute.py does: the judge's verdict, and a kernel part's visible tests
+                cell = nbformat.v4.new_code_cell(source, outputs=[] if ok else [
+                    nbformat.v4.new_output("error", ename="AssertionError", evalue="in the kernel", traceback=[])])
+                ok = kernel_part_verdict(source, cell, judge.run(meta["grade_id"], judged_part(source)))["ok"]
+            passed[meta["grade_id"]] = ok
     return passed
 
 
@@ -471,3 +532,33 @@ def test_the_judge_decides_every_test_as_the_kernel_does(assignment, answers):
     in_kernel = _verdicts(assignment, answers, judged=False)
     judged = _verdicts(assignment, answers, judged=True)
     assert judged == in_kernel
+
+
+def test_the_judges_memory_is_capped():
+    """The red team's bomb: a function that answers the judge with one 8 MB array 600 times
+    over, which a test's ``np.shape`` turns into a 4.8 GB array outside the box.  The judge
+    runs with its address space capped (``--memory``, never below what it needs itself), so
+    the bomb is a MemoryError in that test."""
+    import subprocess
+    import sys
+
+    from nnh.grade.judge import JUDGE_MEMORY_MIN
+    from nnh.grade.judge_client import JudgeClient
+
+    bomb = ("from nnh.grade.judge import cap_memory\ncap_memory(100)\nimport numpy as np\n"
+            "try:\n    np.shape([np.ones(1_000_000)] * 600)\nexcept MemoryError:\n    print('MemoryError')\n")
+    done = subprocess.run([sys.executable, "-c", bomb], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "MemoryError", done.stdout + done.stderr
+    client = JudgeClient()
+    client.start(2048)
+    try:
+        with open(f"/proc/{client.process.pid}/limits") as fh:
+            limit = [line.split()[4] for line in fh if line.startswith("Max address space")][0]
+        deadline = time.monotonic() + 30
+        while limit == "unlimited" and time.monotonic() < deadline:  # set as the judge starts
+            time.sleep(0.1)
+            with open(f"/proc/{client.process.pid}/limits") as fh:
+                limit = [line.split()[4] for line in fh if line.startswith("Max address space")][0]
+        assert int(limit) == JUDGE_MEMORY_MIN << 20
+    finally:
+        client.stop()

@@ -19,7 +19,7 @@ from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from nnh.grade.box import _Box
 from nnh.grade.guard import DEEP_GUARDED, GUARD_UNAVAILABLE, KERNEL_FUNCTIONS, SHADOW_GUARDED, _VOLATILE_BUILTINS
 from nnh.grade import judge_client
-from nnh.grade.judge_client import apply_verdict, judged_part, visible_part
+from nnh.grade.judge_client import apply_verdict, judged_part, kernel_part_verdict, visible_part
 
 
 OUTPUT_NOTE = "[nnh grade: output truncated: it passed"
@@ -75,6 +75,8 @@ class SandboxExecute(Execute):
     notebook_output = None  # bytes of output the notebook keeps (None: no cap)
     judge = False  # decide every test cell in the judge (nnh.grade.judge), not in the kernel
     judge_socket = None  # where the judge listens for the kernel (in the kernel's connection folder)
+    judge_modules = None  # alias -> module the source notebook's own cells import: the judge's own
+    judge_memory = 0  # the judge's memory cap, MB (nnh.grade.judge.cap_memory)
 
     def preprocess(self, nb, resources=None, km=None):
         self._nnh_output = {"notebook": 0, "cells": {}, "truncated": set()}
@@ -88,7 +90,7 @@ class SandboxExecute(Execute):
         self._nnh_tampered = None  # under the judge: the guard's first finding
         self._nnh_note = None  # ... not yet shown in a cell
         if self.judge:
-            self._judge_client().start()  # its imports overlap the kernel's start
+            self._judge_client().start(self.judge_memory)  # its imports overlap the kernel's start
         path = (resources or {}).get("metadata", {}).get("path")
         if self.sandbox_owner and path and os.path.isdir(path):
             os.chown(path, *self.sandbox_owner)  # the kernel's working folder, and nothing else
@@ -176,7 +178,8 @@ class SandboxExecute(Execute):
                 f"{name}['install']({name!r})\ndel {name}\n")
         values = self._silent(code, {"ok": f"hasattr(__import__('builtins'), {name!r})"}, timeout)
         installed = (values or {}).get("ok") is True
-        self._nnh_server = name if installed and self._judge_client().reset(self.judge_socket) else False
+        self._nnh_server = name if installed and self._judge_client().reset(self.judge_socket, self.judge_modules) \
+            else False
 
     def _start_loop(self):
         """The kernel serves the judge (a silent request that returns when the judge is done)."""
@@ -209,7 +212,7 @@ class SandboxExecute(Execute):
             verdict = self._judge_client().run(grade_id, judged_part(full), self._start_loop, max(float(self.timeout or 60), 1.0))
         finally:
             self._end_loop()
-        apply_verdict(cell, verdict)
+        apply_verdict(cell, kernel_part_verdict(full, cell, verdict))
         return cell, resources
 
     def _install_guard(self, timeout):

@@ -8,16 +8,20 @@ notebook (the student's functions, the data an answer cell defined) are bound
 to what the student's kernel answers for them (:mod:`nnh.grade.wire`): plain
 data by value, a module by name (the judge's own copy of it), and any other
 object as a :class:`Remote`, a proxy whose calls go to the kernel and come back
-as values.  Every comparison, property check and assertion of the test runs
+as values.  The modules the source notebook's own cells import (``np``, ``math``,
+``keras``) are the judge's from the start, never asked of the kernel, whatever the
+student binds to those names there.  Every comparison, property check and assertion of the test runs
 here; the kernel only ever computes what the student's code computes.
 
 The grading process (:mod:`nnh.grade.execute`) talks to the judge through its
 standard input and output, one JSON message per line::
 
-    grader -> judge   {"op": "reset", "socket": PATH}       a new notebook
-                      {"op": "reset", "socket": PATH, "earlier": [CODE, ...]}
+    grader -> judge   {"op": "reset", "socket": PATH, "modules": {ALIAS: MODULE}}
+                                                            a new notebook, and what its cells import
+                      {"op": "reset", "socket": PATH, "modules": {...}, "earlier": [CODE, ...]}
                                                             the same notebook, after a judge was lost
                       {"op": "run", "cell": ID, "source": CODE, "timeout": SECONDS}
+                                                            its kernel parts first run in the kernel
     judge -> grader   {"ready": true}
                       {"loop": true}                        start the kernel's loop
                       {"verdict": {"ok": true} | {"ok": false, "ename": ..., "evalue": ...}}
@@ -38,10 +42,20 @@ import builtins
 import contextlib
 import io
 import json
+import re
 import sys
 
 from nnh.grade.wire import MAX_CHARS, MUTABLE, WireError, decode, encode, keras_model, loads, write_back
 
+#: Lines of a hidden block between these two markers run in the student's kernel, not in
+#: the judge: code that must put the student's objects inside Keras (their layer in a model,
+#: their schedule in an optimizer), which a proxy cannot do.  The judge has the kernel run
+#: them first, whatever the cell's visible tests did there, in a namespace of their own made
+#: from the notebook's (:meth:`Session.kernel_part`), takes what they define (values, or
+#: proxies of functions it then calls) and makes every check itself.  Plain ``nbgrader
+#: autograde`` runs the whole cell.
+KERNEL_PART = re.compile(r"^[ \t]*# nnh grade: begin kernel part[^\n]*\n(.*?)^[ \t]*# nnh grade: end kernel part[^\n]*"
+                         r"(?:\n|\Z)", re.MULTILINE | re.DOTALL)
 #: What a test reads from the kernel that is not a name of the notebook.
 _BUILTIN_NAMES = frozenset(dir(builtins))
 
@@ -133,11 +147,19 @@ class Session:
     """The judge's state for one notebook: the namespace its test cells share, and
     the way to the kernel (``ask(request) -> reply text``)."""
 
-    def __init__(self, ask, earlier: list[str] = ()):
+    def __init__(self, ask, earlier: list[str] = (), modules: dict | None = None):
+        import importlib
+
         self.ask = ask
         self.namespace: dict = {"__name__": "__nnh_test__", "__builtins__": builtins}
         self.owned: set[str] = set()  # names a test cell bound here: never taken from the kernel
         self.from_kernel: dict = {}  # name -> the value the kernel gave for it
+        for alias, name in (modules or {}).items():  # the source notebook's imports: the judge's own
+            try:
+                self.namespace[alias] = importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - a module the judge cannot import: the kernel's name
+                continue
+            self.owned.add(alias)
         for source in earlier:  # test cells a lost judge ran: what they bound is still not the kernel's
             try:
                 self.owned.update(_names_bound(ast.parse(source)))
@@ -216,14 +238,32 @@ class Session:
                 del self.from_kernel[name]
                 self.namespace.pop(name, None)
 
+    def kernel_part(self, code: str) -> None:
+        """Have the kernel run ``code`` (a kernel part) in a namespace of its own made from
+        the notebook's, so that no earlier cell of the student's can have bound its names,
+        and bind what it defines here, as the test's own."""
+        names = sorted(_names_bound(ast.parse(code)))
+        found = self._request({"op": "run", "code": code, "names": names})["ok"]
+        if not isinstance(found, dict):
+            raise KernelError("the student's kernel did not answer as it must")
+        for name in names:
+            if name in found:
+                self.namespace[name] = self._value(found[name])
+                self.owned.add(name)
+
     def run(self, cell: str, source: str) -> dict:
         """Run a test cell's code; its verdict."""
+        parts = [part.group(1) for part in KERNEL_PART.finditer(source)]
         try:
-            tree = ast.parse(source)
+            tree = ast.parse(KERNEL_PART.sub("", source))
             code = compile(tree, f"<test {cell}>", "exec")
+            for part in parts:
+                ast.parse(part)
         except SyntaxError as error:
             return {"ok": False, "ename": "SyntaxError", "evalue": f"the test cell does not compile: {error}"}
         try:
+            for part in parts:
+                self.kernel_part(part)
             self.bind(tree)
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                 exec(code, self.namespace)  # noqa: S102 - the course's own test code
@@ -363,7 +403,9 @@ def serve(stdin=None, stdout=None) -> None:
                 send({"ready": True})
             except OSError as error:
                 send({"ready": False, "error": str(error)})
-            session = Session(channel.ask, [str(source) for source in message.get("earlier", [])])
+            modules = message.get("modules") if isinstance(message.get("modules"), dict) else {}
+            session = Session(channel.ask, [str(source) for source in message.get("earlier", [])],
+                              {str(k): str(v) for k, v in modules.items()})
         elif message.get("op") == "run":
             channel.begin(float(message.get("timeout", 60)))
             try:
@@ -375,9 +417,27 @@ def serve(stdin=None, stdout=None) -> None:
             send({"verdict": verdict})
 
 
+#: The judge's address space is capped at ``--memory`` MB, and never below this: it imports
+#: TensorFlow (about 2.1 GB of address space, 0.8 GB resident, measured while it decided the
+#: dropout and augmentation references), whatever ``--memory`` means for the kernels.
+JUDGE_MEMORY_MIN = 4096
+
+
+def cap_memory(megabytes: int) -> None:
+    """Cap this process's address space (0: no cap): what a student's code returns cannot
+    make the judge take the machine's memory (a list of one array a thousand times, say,
+    that a test turns into one huge array)."""
+    import resource
+
+    if megabytes > 0:
+        limit = max(megabytes, JUDGE_MEMORY_MIN) << 20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
 if __name__ == "__main__":
     import os
 
+    cap_memory(int(sys.argv[sys.argv.index("--memory") + 1]) if "--memory" in sys.argv else 0)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     import keras  # noqa: F401 - what the Keras tests use: imported once, while the kernel starts

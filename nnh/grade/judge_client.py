@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import select
 import subprocess
 import sys
@@ -16,33 +15,50 @@ import time
 from nbformat.notebooknode import NotebookNode
 
 from nnh.grade.feedback import HIDDEN_REGION
+from nnh.grade.judge import KERNEL_PART
 
-#: Lines of a hidden block between these two markers run in the student's kernel (after the
-#: cell's visible tests), not in the judge: code that must put the student's objects inside
-#: Keras (their layer in a model, their schedule in an optimizer), which a proxy cannot do.
-#: The judge reads what they define from the kernel (values, or proxies of functions it then
-#: calls) and makes every check itself (see :func:`judged_part`).  Plain ``nbgrader autograde``
-#: runs the whole cell.
-KERNEL_PART = re.compile(r"^[ \t]*# nnh grade: begin kernel part[^\n]*\n(.*?)^[ \t]*# nnh grade: end kernel part[^\n]*"
-                         r"(?:\n|\Z)", re.MULTILINE | re.DOTALL)
 #: The note a cell gets when the kernel's run of its visible tests failed but the judge's passed.
 KERNEL_ONLY_NOTE = "[nnh grade: in your kernel this test cell raised"
 
 
 def visible_part(source: str) -> str:
-    """What the student's kernel runs of a test cell: its code without the hidden tests,
-    but with their kernel parts (:data:`KERNEL_PART`)."""
-    return HIDDEN_REGION.sub(lambda hidden: "".join(part.group(1) for part in KERNEL_PART.finditer(hidden.group(0))),
-                             source)
+    """What the student's kernel runs of a test cell: its code without the hidden tests."""
+    return HIDDEN_REGION.sub("", source)
 
 
 def judged_part(source: str) -> str:
-    """What the judge runs of a test cell: all of it but the kernel parts; of a cell with a
-    kernel part, only its hidden tests (its visible tests put the student's objects inside
-    Keras too; the kernel part hands their results to the hidden tests as values)."""
+    """What the judge runs of a test cell: all of it; of a cell with a kernel part
+    (:data:`nnh.grade.judge.KERNEL_PART`), only its hidden tests (its visible tests put
+    the student's objects inside Keras too; the kernel part hands their results to the
+    hidden tests as values)."""
     if not KERNEL_PART.search(source):
         return source
-    return "".join(KERNEL_PART.sub("", hidden.group(0)) for hidden in HIDDEN_REGION.finditer(source))
+    return "".join(hidden.group(0) for hidden in HIDDEN_REGION.finditer(source))
+
+
+def notebook_imports(notebooks) -> dict[str, str]:
+    """What the cells of the source ``notebooks`` that the student does not write (neither
+    answers nor tests) import: the name each ``import`` binds -> the module (``np`` ->
+    ``numpy``).  The judge binds these names to its own modules (see :mod:`nnh.grade.judge`)."""
+    import ast
+
+    from nnh.grade.scan import _strip_magics
+
+    imports = {}
+    for nb in notebooks:
+        for cell in nb.cells:
+            meta = cell.get("metadata", {}).get("nbgrader", {})
+            if cell.get("cell_type") != "code" or meta.get("solution") or meta.get("grade"):
+                continue
+            try:
+                tree = ast.parse(_strip_magics(cell.source))
+            except SyntaxError:
+                continue
+            for node in tree.body:
+                for alias in node.names if isinstance(node, ast.Import) else ():
+                    top = alias.name.split(".")[0]
+                    imports[alias.asname or top] = alias.name if alias.asname else top
+    return imports
 
 
 class JudgeGone(RuntimeError):
@@ -62,10 +78,13 @@ class JudgeClient:
         self._buffer = b""
         self.socket: str | None = None  # where the current notebook's kernel connects
         self.earlier: list[str] = []  # the test cells of the current notebook the judge has run
+        self.modules: dict[str, str] = {}  # what the current notebook's own cells import (notebook_imports)
+        self.memory = 0  # MB of address space (0: no cap), see nnh.grade.judge.cap_memory
 
     def _start(self) -> None:
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0", PYTHONHASHSEED="0")
-        self.process = subprocess.Popen([sys.executable, "-P", "-m", "nnh.grade.judge"], stdin=subprocess.PIPE,
+        self.process = subprocess.Popen([sys.executable, "-P", "-m", "nnh.grade.judge", "--memory", str(self.memory)],
+                                        stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
                                         cwd="/")  # -P and "/": nothing is imported from a folder students write
         self._buffer = b""
@@ -73,8 +92,12 @@ class JudgeClient:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def start(self) -> None:
-        """Start the judge if it is not running (it imports its modules at once)."""
+    def start(self, memory: int | None = None) -> None:
+        """Start the judge if it is not running (it imports its modules at once), with its
+        address space capped at ``memory`` MB (see :func:`nnh.grade.judge.cap_memory`)."""
+        if memory is not None and memory != self.memory:
+            self.stop()
+            self.memory = memory
         if not self.alive():
             self._start()
 
@@ -107,16 +130,17 @@ class JudgeClient:
         line, _, self._buffer = self._buffer.partition(b"\n")
         return json.loads(line)
 
-    def reset(self, socket: str, timeout: float = 60) -> bool:
-        """A new notebook: the judge forgets every name of the last one and listens for
-        the kernel at the Unix socket ``socket``.  False if it cannot."""
-        self.socket, self.earlier = socket, []
+    def reset(self, socket: str, modules: dict[str, str] | None = None, timeout: float = 60) -> bool:
+        """A new notebook: the judge forgets every name of the last one, binds ``modules``
+        (:func:`notebook_imports`) to its own, and listens for the kernel at the Unix
+        socket ``socket``.  False if it cannot."""
+        self.socket, self.earlier, self.modules = socket, [], dict(modules or {})
         return self._reset(timeout)
 
     def _reset(self, timeout: float = 60) -> bool:
         self.start()
         try:
-            self._send({"op": "reset", "socket": self.socket, "earlier": self.earlier})
+            self._send({"op": "reset", "socket": self.socket, "modules": self.modules, "earlier": self.earlier})
             return bool(self._receive(time.monotonic() + timeout).get("ready"))
         except JudgeGone:
             return False
@@ -159,6 +183,18 @@ def shared() -> JudgeClient:
 def running_pid() -> int | None:
     """The process id of this grading process's judge, if it runs."""
     return _SHARED[0].process.pid if _SHARED and _SHARED[0].alive() else None
+
+
+def kernel_part_verdict(source: str, cell: NotebookNode, verdict: dict) -> dict:
+    """The verdict on a test cell whose kernel run (its visible tests, in ``cell``'s
+    outputs) is done and that the judge decided (``verdict``).  The judge runs only the
+    hidden tests of a cell with a kernel part (:func:`judged_part`): there the visible
+    tests' failure in the kernel fails the cell too, as in plain nbgrader (a student can
+    only lose by making their kernel fail)."""
+    errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+    if verdict.get("ok") and errors and KERNEL_PART.search(source):
+        return {"ok": False, "ename": str(errors[-1].get("ename")), "evalue": str(errors[-1].get("evalue"))[:4000]}
+    return verdict
 
 
 def apply_verdict(cell: NotebookNode, verdict: dict) -> None:

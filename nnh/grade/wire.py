@@ -297,8 +297,9 @@ MUTABLE = ("ndarray", "list", "dict", "Generator")
 
 class KernelServer:  # pragma: no cover - exercised in the kernel, and by tests/test_judge.py in-process
     """Answers the judge's requests in the student's kernel: ``names`` (what each name
-    of the notebook's namespace is bound to), ``call`` (call a handle with arguments)
-    and ``getattr`` (an attribute of a handle).  Errors are answered, never raised."""
+    of the notebook's namespace is bound to), ``call`` (call a handle with arguments),
+    ``getattr`` (an attribute of a handle), ``run`` (a kernel part) and ``own`` (the
+    delegation check).  Errors are answered, never raised."""
 
     def __init__(self, namespace: dict):
         self.namespace = namespace
@@ -366,6 +367,16 @@ class KernelServer:  # pragma: no cover - exercised in the kernel, and by tests/
                 {k: v for k, v in kwargs.items() if type(v).__name__ in MUTABLE}]
         return {"ok": encode(result, self.refer), "back": encode(back, self.refer)}
 
+
+    def _run(self, request) -> dict:
+        """A kernel part of a test cell (:data:`nnh.grade.judge.KERNEL_PART`), run in a
+        namespace of its own, a copy of the notebook's: the names it defines are never the
+        notebook's (nothing a student's cell bound can stand in for them), and what it
+        reads is what the notebook holds now.  The values of ``names`` it defines."""
+        namespace = dict(self.namespace)
+        exec(compile(str(request["code"]), "<nnh grade: kernel part>", "exec"), namespace)  # noqa: S102
+        return {"ok": {name: encode(namespace[name], self.refer) for name in request.get("names", [])
+                       if isinstance(name, str) and name in namespace}}
 
     def _own(self, request) -> dict:
         """``nnh.grading.assert_own_work`` on a handle, against the kernel's own copy of

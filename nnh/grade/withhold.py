@@ -4,7 +4,8 @@ of an assignment's answers do not exist.
 Under the judge, no hidden test runs in the student's kernel, so the kernel needs no
 reference.  The box then gets, in place of the ``nnh`` package, a copy of it in which
 every top-level function or class whose name an answer cell of the assignment defines
-(``cosine_decay``, ``WarmupCosine``, ...) is replaced by a stub that raises
+(``cosine_decay``, ``WarmupCosine``, ...), and every helper of its module that it uses
+(:func:`helpers_of`: ``_warmup_cosine``, ``_adam_step``, ...), is replaced by a stub that raises
 :class:`NotImplementedError` and whose source is gone.  A student who imports the
 reference, wraps it, calls it through another ``nnh`` function or copies it out of the
 installed source finds only the stub; everything else of ``nnh`` works as usual.  The
@@ -58,10 +59,48 @@ def _stub(node: ast.stmt, module: str) -> str:
     return f"def {node.name}(*args, **kwargs):\n    raise NotImplementedError({message!r})\n"
 
 
+def helpers_of(tree: ast.Module, names: set[str]) -> set[str]:
+    """The top-level functions and classes of the module ``tree`` that the definitions
+    named in ``names`` use, directly or through one another (``_sum_squares``, a base
+    class, a validator of the module): what a reference is made of, which an answer must
+    not call either.  Not those the module's own top-level statements use (its import
+    would fail)."""
+    defined = {node.name: node for node in tree.body if isinstance(node, DEFINITIONS)}
+    at_import = {n.id for part in _run_at_import(tree, names) for n in ast.walk(part) if isinstance(n, ast.Name)}
+    found, todo = set(), [name for name in names if name in defined]
+    while todo:
+        for n in ast.walk(defined[todo.pop()]):
+            if isinstance(n, ast.Name) and n.id in defined and n.id not in names | found | at_import:
+                found.add(n.id)
+                todo.append(n.id)
+    return found
+
+
+def _run_at_import(tree: ast.Module, names: set[str]) -> list[ast.AST]:
+    """The parts of the module that run when it is imported, but for the definitions
+    named in ``names`` (stubbed whole): its other statements, and the decorators, bases,
+    default values and called names in the class bodies of its other definitions."""
+    parts = []
+    for node in tree.body:
+        if not isinstance(node, DEFINITIONS):
+            parts.append(node)
+        elif node.name not in names:
+            parts += node.decorator_list
+            if isinstance(node, ast.ClassDef):
+                parts += node.bases + [k.value for k in node.keywords]
+                parts += [n.func for statement in node.body if not isinstance(statement, DEFINITIONS)
+                          for n in ast.walk(statement) if isinstance(n, ast.Call)]
+            else:
+                parts += node.args.defaults + [d for d in node.args.kw_defaults if d is not None]
+    return parts
+
+
 def withhold_source(text: str, module: str, names: set[str]) -> tuple[str, list[str]]:
-    """``text`` (a module's source) with each top-level definition named in ``names``
-    (decorators and all) replaced by a stub; and the names it replaced."""
+    """``text`` (a module's source) with each top-level definition named in ``names``,
+    and each of the module's helpers they use (:func:`helpers_of`), replaced (decorators
+    and all) by a stub; and the names it replaced."""
     tree = ast.parse(text)
+    names = set(names) | helpers_of(tree, set(names))
     lines = text.splitlines(keepends=True)
     replaced = []
     for node in reversed(tree.body):

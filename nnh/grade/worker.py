@@ -18,6 +18,7 @@ from nnh.grade.confine import _private_home
 from nnh.grade.execute import OUTPUT_NOTE, TAMPER_NOTE, _preprocessors
 from nnh.grade.feedback import hide_hidden_tests, put_back
 from nnh.grade.guard import GUARD_UNAVAILABLE, guarded_modules
+from nnh.grade.judge_client import notebook_imports
 from nnh.grade.scan import scan_notebook
 from nnh.grade.submission import _check_notebooks, _files, _repair_duplicates, _write_files
 from nnh.grade.zygote import _Zygote
@@ -220,6 +221,8 @@ def _autograder(student: _Student, tmp: str):
     execute.sandbox_owner = owner
     execute.judge = bool(limits.get("judge"))
     execute.judge_socket = os.path.join(runtime, "judge.sock")
+    execute.judge_modules = notebook_imports(student.sources.values())
+    execute.judge_memory = int(limits["memory"])
     execute.box_run = runtime if student.box else None
     return api
 
