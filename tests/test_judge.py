@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import importlib
 import io
+import os
 import time
 import types
 
@@ -562,3 +563,42 @@ def test_the_judges_memory_is_capped():
         assert int(limit) == JUDGE_MEMORY_MIN << 20
     finally:
         client.stop()
+
+
+def test_the_judges_of_a_run_are_forked_from_one_zygote(tmp_path):
+    """``nnh grade`` starts one judge zygote, which imports Keras once; each grading
+    process's judge is a fork of it: a process of its own, with its memory cap, that
+    decides test cells like a judge started from scratch, and that ends with the run."""
+    from nnh.grade.judge import JUDGE_MEMORY_MIN
+    from nnh.grade.judge_client import JudgeClient, start_judges, stop_judges
+
+    start_judges()
+    clients = [JudgeClient(), JudgeClient()]
+    try:
+        for number, client in enumerate(clients):
+            client.start(1024)
+            assert client.reset(str(tmp_path / f"kernel{number}.sock"), {"np": "numpy"}, timeout=120)
+            verdict = client.run("t", "assert np.allclose(np.ones(2).sum(), 2.0)", lambda: None, 10)
+            assert verdict == {"ok": True}, verdict
+            assert client.run("t", "assert 1 == 2, 'no'", lambda: None, 10) == {"ok": False, "ename": "AssertionError",
+                                                                           "evalue": "no"}
+        pids = [client.process.pid for client in clients]
+        assert len(set(pids)) == 2 and all(type(client.process).__name__ == "_ForkedJudge" for client in clients)
+        with open(f"/proc/{pids[0]}/limits") as fh:
+            assert [line.split()[4] for line in fh if line.startswith("Max address space")] == [
+                str(JUDGE_MEMORY_MIN << 20)]
+        clients[0].stop()
+        assert not os.path.exists(f"/proc/{pids[0]}") or _is_zombie_pid(pids[0])
+        assert clients[1].run("t", "assert True", lambda: None, 10) == {"ok": True}, "the other judge goes on"
+    finally:
+        stop_judges()
+    time.sleep(0.2)
+    assert not any(os.path.exists(f"/proc/{pid}") and not _is_zombie_pid(pid) for pid in pids), "they end with the run"
+
+
+def _is_zombie_pid(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] in "ZX"
+    except OSError:
+        return True

@@ -257,7 +257,8 @@ KERNEL_ENV_PREFIXES = ("LC_", "JPY_", "PYTHON", "TF_", "NNH_")
 
 def _kernel_environment(environ: dict) -> dict:
     """The part of ``environ`` a boxed kernel gets (see :data:`KERNEL_ENV`)."""
-    return {k: v for k, v in environ.items() if k in KERNEL_ENV or k.startswith(KERNEL_ENV_PREFIXES)}
+    return {k: v for k, v in environ.items()
+            if (k in KERNEL_ENV or k.startswith(KERNEL_ENV_PREFIXES)) and k != "NNH_GRADE_JUDGES"}
 
 
 class _Box:

@@ -12,6 +12,7 @@ import sys
 import time
 
 from nnh.grade.course import _files, find_students, load_course, template_gradebook
+from nnh.grade.judge_client import start_judges, stop_judges
 from nnh.grade.merge import gradebook_scores, load_manifest, merge, save_manifest
 from nnh.grade.pool import _deferred_ctrl_c, _grade_locally, _grade_on_dask, prestart_servers, stop_servers
 from nnh.grade.preflight import Gate, check_preflight, preflight_payload
@@ -109,9 +110,20 @@ def grade(args: argparse.Namespace, out=sys.stdout) -> int:
         problem = sandbox_problem()
         if problem:
             raise GradeError(problem)
+    if not args.scheduler and args.judge is not False:
+        start_judges()  # it imports Keras while the course is read (stopped below if the course has no judge)
+    try:
+        return _grade_with_judges(args, out)
+    finally:
+        stop_judges()
+
+
+def _grade_with_judges(args: argparse.Namespace, out) -> int:
     course = load_course(args.course)
     source_files = _files(course.path("source", ".", args.assignment))
     judge = judge_setting(course, args.judge)
+    if not judge:
+        stop_judges()
     # under the judge, in the box: the references of the answers are not there (nnh.grade.withhold)
     withhold = tuple(graded_names(source_files)) if args.sandbox == "bwrap" and judge else ()
     if not args.scheduler:

@@ -14,7 +14,8 @@ student binds to those names there.  Every comparison, property check and assert
 here; the kernel only ever computes what the student's code computes.
 
 The grading process (:mod:`nnh.grade.execute`) talks to the judge through its
-standard input and output, one JSON message per line::
+standard input and output (or, for a judge forked by the run's judge zygote,
+:func:`zygote`, through its connection), one JSON message per line::
 
     grader -> judge   {"op": "reset", "socket": PATH, "modules": {ALIAS: MODULE}}
                                                             a new notebook, and what its cells import
@@ -434,13 +435,60 @@ def cap_memory(megabytes: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-if __name__ == "__main__":
+def _imports() -> None:
+    """What every judge imports before its first test cell."""
     import os
 
-    cap_memory(int(sys.argv[sys.argv.index("--memory") + 1]) if "--memory" in sys.argv else 0)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     import keras  # noqa: F401 - what the Keras tests use: imported once, while the kernel starts
 
     import nnh.grading  # noqa: F401
+
+
+def zygote(fd: int) -> None:
+    """``python -m nnh.grade.judge --zygote FD``: the judges of one ``nnh grade`` run,
+    forked from one process that imports Keras once (as the kernels are forked from a
+    zygote).  ``FD`` is a Unix socket the grader listens on (in a folder of its own, which
+    only it may enter); the zygote imports, then forks one judge per connection: the
+    grading process sends
+    ``{"memory": MB}``; the judge writes its process id, then reads its messages from the
+    connection and answers there (:func:`serve`) until the grading process closes it.  TensorFlow is imported but has never run when the zygote
+    forks.  Ends with the process that started it."""
+    import os
+    import signal
+    import socket
+
+    from nnh.grade.confine import _die_with_parent
+
+    _die_with_parent()
+    listener = socket.socket(fileno=fd)
+    _imports()
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the judges are reaped as they end
+    while True:
+        connection, _ = listener.accept()
+        with connection.makefile("rwb") as stream:
+            try:
+                memory = int(json.loads(stream.readline() or b"{}").get("memory", 0))
+            except (ValueError, TypeError, AttributeError):
+                continue
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the judge
+                try:
+                    listener.close()
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    cap_memory(memory)
+                    stream.write(f"{os.getpid()}\n".encode())  # first, before any answer
+                    stream.flush()
+                    serve(stream, stream)
+                finally:
+                    os._exit(0)
+        connection.close()
+
+
+if __name__ == "__main__":
+    if "--zygote" in sys.argv:
+        zygote(int(sys.argv[sys.argv.index("--zygote") + 1]))
+    cap_memory(int(sys.argv[sys.argv.index("--memory") + 1]) if "--memory" in sys.argv else 0)
+    _imports()
     serve()

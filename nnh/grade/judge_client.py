@@ -65,6 +65,95 @@ class JudgeGone(RuntimeError):
     """The judge process ended or did not answer in time."""
 
 
+#: The environment variable that names the judge zygote's socket (:func:`start_judges`).
+JUDGES_ENV = "NNH_GRADE_JUDGES"
+_JUDGES: list = []  # (zygote process, its folder) of this nnh grade run
+
+
+def start_judges() -> None:
+    """Start the judge zygote of this ``nnh grade`` run (:func:`nnh.grade.judge.zygote`):
+    it imports Keras once, while the run reads the course, and every grading process
+    started afterwards forks its judge from it instead of importing Keras again."""
+    import socket
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="nnh-judges-")  # 0700: the grader's alone
+    path = os.path.join(folder, "judges.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # listening before the zygote runs
+    listener.bind(path)
+    listener.listen(64)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0", PYTHONHASHSEED="0")
+    try:
+        process = subprocess.Popen([sys.executable, "-P", "-m", "nnh.grade.judge", "--zygote", str(listener.fileno())],
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   env=env, cwd="/", start_new_session=True, pass_fds=[listener.fileno()])
+    finally:
+        listener.close()
+    _JUDGES.append((process, folder))
+    os.environ[JUDGES_ENV] = path
+
+
+def stop_judges() -> None:
+    """End the judge zygote and every judge it forked (its process group)."""
+    import shutil
+    import signal
+
+    os.environ.pop(JUDGES_ENV, None)
+    while _JUDGES:
+        process, folder = _JUDGES.pop()
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        process.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class _ForkedJudge:
+    """A judge forked by the judge zygote (:func:`start_judges`), with what
+    :class:`JudgeClient` uses of a ``Popen``: ``stdin``, ``stdout``, ``pid`` (None until
+    the judge's first line has been read), ``poll``, ``kill``, ``wait``."""
+
+    def __init__(self, path: str, memory: int) -> None:
+        import socket
+
+        self.connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.connection.connect(path)
+            self.connection.sendall(json.dumps({"memory": memory}).encode() + b"\n")
+        except OSError:
+            self.connection.close()
+            raise
+        self.stdin = self.connection.makefile("wb")
+        self.stdout = self.connection
+        self.pid: int | None = None
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None and self.pid is not None and not os.path.exists(f"/proc/{self.pid}"):
+            self.returncode = 0
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.pid is not None:
+            try:
+                os.kill(self.pid, 9)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self.returncode = -9
+        for stream in (self.stdin, self.connection):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+    def wait(self) -> int:
+        deadline = time.monotonic() + 5
+        while self.pid is not None and os.path.exists(f"/proc/{self.pid}") and time.monotonic() < deadline:
+            time.sleep(0.01)  # not our child: the zygote reaps it
+        return self.returncode if self.returncode is not None else 0
+
+
 class JudgeClient:
     """One judge process, started on first use and restarted after it is lost;
     :meth:`run` decides one test cell."""
@@ -82,6 +171,13 @@ class JudgeClient:
         self.memory = 0  # MB of address space (0: no cap), see nnh.grade.judge.cap_memory
 
     def _start(self) -> None:
+        self._buffer = b""
+        if os.environ.get(JUDGES_ENV):  # forked from this run's judge zygote (Keras imported there once)
+            try:
+                self.process = _ForkedJudge(os.environ[JUDGES_ENV], self.memory)
+                return
+            except OSError:
+                pass  # no zygote (it died): a judge of our own
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0", PYTHONHASHSEED="0")
         self.process = subprocess.Popen([sys.executable, "-P", "-m", "nnh.grade.judge", "--memory", str(self.memory)],
                                         stdin=subprocess.PIPE,
@@ -103,6 +199,11 @@ class JudgeClient:
 
     def stop(self) -> None:
         if self.process is not None:
+            if self.process.pid is None:  # a forked judge not heard from yet: its first line is its id
+                try:
+                    self._receive(time.monotonic() + 5, stopping=True)
+                except (JudgeGone, ValueError, OSError):
+                    pass
             self.process.kill()
             self.process.wait()
             self.process = None
@@ -115,20 +216,29 @@ class JudgeClient:
             self.stop()
             raise JudgeGone("the judge process ended") from None
 
-    def _receive(self, deadline: float) -> dict:
-        fd = self.process.stdout.fileno()
-        while b"\n" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                self.stop()
-                raise JudgeGone("the judge did not answer in time")
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                self.stop()
-                raise JudgeGone("the judge process ended")
-            self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        return json.loads(line)
+    def _receive(self, deadline: float, stopping: bool = False) -> dict | None:
+        """The judge's next message (None once a forked judge's id was read, ``stopping``)."""
+        while True:
+            fd = self.process.stdout.fileno()
+            while b"\n" not in self._buffer:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([fd], [], [], left)[0]:
+                    if not stopping:
+                        self.stop()
+                    raise JudgeGone("the judge did not answer in time")
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    if not stopping:
+                        self.stop()
+                    raise JudgeGone("the judge process ended")
+                self._buffer += chunk
+            line, _, self._buffer = self._buffer.partition(b"\n")
+            if self.process.pid is None:  # a forked judge's first line: its process id
+                self.process.pid = int(line)
+                if stopping:
+                    return None
+                continue
+            return json.loads(line)
 
     def reset(self, socket: str, modules: dict[str, str] | None = None, timeout: float = 60) -> bool:
         """A new notebook: the judge forgets every name of the last one, binds ``modules``
