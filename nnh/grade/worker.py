@@ -374,16 +374,18 @@ def _read_grades(student: _Student) -> None:
 
 
 def _feedback(student: _Student, api) -> None:
-    """nbgrader's feedback (hidden tests hidden when asked), and the autograded files
-    nbgrader wrote (not what the kernel wrote) into the result."""
+    """nbgrader's feedback (hidden tests hidden when asked; none for a task that asks for
+    none, the preflight), and the autograded files nbgrader wrote (not what the kernel
+    wrote) into the result."""
     payload, auto_dir, result = student.payload, student.dirs["autograded"], student.result
-    originals = hide_hidden_tests(auto_dir) if payload.get("hide_tests") else {}
-    try:
-        feedback = api.generate_feedback(payload["assignment"], payload["student"], force=True)
-    finally:
-        put_back(originals)
-    if not feedback["success"]:
-        student.detail("nbgrader generate_feedback failed: " + (feedback.get("error") or "")[-500:])
+    if payload.get("feedback", True):
+        originals = hide_hidden_tests(auto_dir) if payload.get("hide_tests") else {}
+        try:
+            feedback = api.generate_feedback(payload["assignment"], payload["student"], force=True)
+        finally:
+            put_back(originals)
+        if not feedback["success"]:
+            student.detail("nbgrader generate_feedback failed: " + (feedback.get("error") or "")[-500:])
     keep = set(payload["source_files"]) | set(payload["submitted_files"]) | set(student.sources) | {"timestamp.txt"}
     result["autograded"] = {k: v for k, v in _files(auto_dir).items() if k in keep}
     if os.path.isdir(student.dirs["feedback"]):
