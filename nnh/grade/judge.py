@@ -451,10 +451,10 @@ def zygote(fd: int) -> None:
     forked from one process that imports Keras once (as the kernels are forked from a
     zygote).  ``FD`` is a Unix socket the grader listens on (in a folder of its own, which
     only it may enter); the zygote imports, then forks one judge per connection: the
-    grading process sends
-    ``{"memory": MB}``; the judge writes its process id, then reads its messages from the
-    connection and answers there (:func:`serve`) until the grading process closes it.  TensorFlow is imported but has never run when the zygote
-    forks.  Ends with the process that started it."""
+    grading process sends ``{"memory": MB}``; the judge writes its process id, then reads
+    its messages from the connection and answers there (:func:`serve`) until the grading
+    process closes it.  TensorFlow is imported but has never run when the zygote forks.
+    Ends with the process that started it."""
     import os
     import signal
     import socket

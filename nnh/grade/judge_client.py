@@ -135,12 +135,14 @@ class _ForkedJudge:
         return self.returncode
 
     def kill(self) -> None:
+        import signal
+
         if self.pid is not None:
             try:
-                os.kill(self.pid, 9)
+                os.kill(self.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        self.returncode = -9
+        self.returncode = -signal.SIGKILL
         for stream in (self.stdin, self.connection):
             try:
                 stream.close()
@@ -183,7 +185,6 @@ class JudgeClient:
                                         stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
                                         cwd="/")  # -P and "/": nothing is imported from a folder students write
-        self._buffer = b""
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
