@@ -13,6 +13,18 @@ noise is switched off here, once, before TensorFlow is imported:
   before any setting is read, so the import itself runs with file
   descriptor 2 pointed at ``/dev/null``.  Python exceptions still propagate.
 
+The first imports of TensorFlow and Keras also run without JAX (when Keras runs
+on TensorFlow, as here).  Both import JAX if it is installed, and neither uses it
+with this backend: ``tf.lite`` for ``TFLiteConverter.experimental_from_jax``
+(``tensorflow/lite/python/util.py``), Keras to patch ``jax.monitoring`` for its
+Orbax callback (``keras/src/callbacks/orbax_checkpoint.py``).  With JAX installed
+(the test extra pulls it in, for the ``optax`` comparisons) that costs about 0.8 s
+of the 5 s ``import keras`` takes, in every kernel, test process and grader.  So
+during those two imports ``import jax`` fails as if JAX were absent, unless JAX is
+already loaded; afterwards JAX imports normally.  What is lost is that converter
+(it then raises "Cannot import jit from jax") and the patch, which only JAX
+versions older than the pinned one need.
+
 Variables the user has already set are left alone.  ``import nnh`` sets them and, with
 :func:`quiet_tensorflow_on_import`, applies the rest to the first import of TensorFlow,
 whoever makes it, without importing TensorFlow itself.
@@ -58,17 +70,20 @@ def _log_errors_only(tensorflow) -> None:
 
 
 class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
-    """Finds ``tensorflow`` like the normal path finder, but executes it with fd 2 silenced
-    and then keeps only its error log records.  It removes itself from
-    ``sys.meta_path`` once TensorFlow is loaded."""
+    """Finds ``tensorflow`` and ``keras`` like the normal path finder, but executes them
+    without JAX, and TensorFlow with fd 2 silenced, keeping only its error log records.
+    It removes itself from ``sys.meta_path`` once both are loaded."""
 
     def find_spec(self, fullname, path, target=None):
-        if fullname != "tensorflow":
+        if fullname not in _FIRST_IMPORTS:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is not None and spec.loader is not None:
             spec.loader = _QuietLoader(spec.loader)
         return spec
+
+
+_FIRST_IMPORTS = ("tensorflow", "keras")
 
 
 class _QuietLoader(importlib.abc.Loader):
@@ -79,10 +94,30 @@ class _QuietLoader(importlib.abc.Loader):
         return self._loader.create_module(spec)
 
     def exec_module(self, module):
-        _remove_finder()
-        with _stderr_fd_silenced():
+        with contextlib.ExitStack() as stack:
+            if os.environ.get("KERAS_BACKEND") == "tensorflow":  # not Keras on JAX
+                stack.enter_context(_without("jax"))
+            if module.__name__ == "tensorflow":
+                stack.enter_context(_stderr_fd_silenced())
             self._loader.exec_module(module)
-        _log_errors_only(module)
+        if module.__name__ == "tensorflow":
+            _log_errors_only(module)
+        if all(name in sys.modules for name in _FIRST_IMPORTS):
+            _remove_finder()
+
+
+@contextlib.contextmanager
+def _without(package: str):
+    """``import package`` raises ImportError in the block, unless it is already imported."""
+    if package in sys.modules:
+        yield
+        return
+    sys.modules[package] = None  # the import system's "not importable" mark
+    try:
+        yield
+    finally:
+        if sys.modules.get(package, ...) is None:
+            del sys.modules[package]
 
 
 def _remove_finder() -> None:

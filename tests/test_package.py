@@ -37,6 +37,23 @@ def test_without_nnh_first_tensorflow_is_not_silent():
     assert result.returncode == 0 and result.stderr.strip()
 
 
+def test_keras_after_nnh_loads_without_jax_which_still_imports_afterwards():
+    """TensorFlow's and Keras's first imports skip JAX (0.8 s), on the TensorFlow backend only."""
+    result = _python(
+        "import sys, nnh, keras, tensorflow as tf\n"
+        "from tensorflow.lite.python import util\n"
+        "print('jax' in sys.modules, util._jit is None)\n"
+        "import jax.numpy as jnp, optax\n"
+        "print(float(jnp.ones(3).sum()), optax.constant_schedule(0.5)(3))\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "True", "3.0", "0.5"]
+    # Keras on JAX is left alone: it imports JAX as its backend
+    env_jax = _python("import os; os.environ['KERAS_BACKEND'] = 'jax'\n"
+                      "import sys, nnh, keras\nprint(keras.backend.backend(), 'jax' in sys.modules)")
+    assert env_jax.returncode == 0, env_jax.stderr
+    assert env_jax.stdout.split() == ["jax", "True"]
+
+
 def test_nbformat_does_not_build_the_rfc3987_parsers():
     """``make install`` removes rfc3987-syntax (see the Makefile): with it, every process that
     imports nbformat (each nbgrader command, grading server, nbval run) spent 2.5 s building

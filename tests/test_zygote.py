@@ -265,11 +265,11 @@ def box(monkeypatch):
     _Box.current = None
 
 
-def boxed_kernel(box: _Box, zygote: str, files: Path, memory: int = MEMORY):
-    """A kernel started as the grader starts one: kernelspec, IPC transport, student files."""
+def boxed_kernel(box: _Box, zygote: str, files: Path, jupyter: Path, memory: int = MEMORY):
+    """A kernel started as the grader starts one: kernelspec (written to ``jupyter``), IPC
+    transport, student files."""
     from jupyter_client import KernelManager
 
-    jupyter = Path(tempfile.mkdtemp(prefix="nnh-box-test-"))
     write_kernelspec(str(jupyter), memory=memory, cpu=0, user=box.user, zygote=zygote, box=box.root)
     os.environ["JUPYTER_PATH"] = str(jupyter)
     run_dir = box.student(str(files))
@@ -283,7 +283,7 @@ def boxed_kernel(box: _Box, zygote: str, files: Path, memory: int = MEMORY):
 
 
 @pytest.mark.parametrize("warm", [True, False], ids=["zygote", "fresh"])
-def test_a_boxed_kernel_sees_only_its_box_and_leaves_nothing(box, warm, tmp_path, monkeypatch):
+def test_a_boxed_kernel_sees_only_its_box_and_leaves_nothing(box, warm, tmp_path, tmp_path_factory, monkeypatch):
     """Two students in turn: each sees only its box, files, environment and network, and
     leaves nothing (process, file, shared memory, key) to the next.  As root (with writable
     cgroups), --memory caps resident memory, not address space: TensorFlow imports under a
@@ -301,7 +301,7 @@ def test_a_boxed_kernel_sees_only_its_box_and_leaves_nothing(box, warm, tmp_path
     zygote = _Zygote.current.path if warm else ""
     seen = []
     for student in range(2):  # two students, one after the other, of the same grading process
-        km, kc = boxed_kernel(box, zygote, tmp_path, memory=1500 if resident else MEMORY)
+        km, kc = boxed_kernel(box, zygote, tmp_path, tmp_path_factory.mktemp("jupyter"), memory=1500 if resident else MEMORY)
         try:
             assert run(kc, f"import os, sys, socket\nREPO = {REPO!r}")["error"] is None
             seen.append(value(kc, BOX_PROBE))
