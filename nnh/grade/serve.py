@@ -112,12 +112,16 @@ def _reap_children(rounds: int = 20) -> None:
                 os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+        waited = True
         for pid in pids:
             try:
                 os.waitpid(pid, 0)
             except ChildProcessError:
-                pass
-        time.sleep(0.05)  # orphans are handed to us as their parents die
+                waited = False  # the zygote's child: the zygote reaps it
+        if not waited:
+            time.sleep(0.05)
+        # an orphan is ours once its parent has exited (Linux reparents it before the parent
+        # can be reaped), so the next round finds those of the processes just reaped
 
 
 #: Exit status of a server that stopped because no task came (it read none).

@@ -203,6 +203,7 @@ def _autograder(student: _Student, tmp: str):
     config.Execute.timeout = int(limits["cell_timeout"])
     config.Execute.interrupt_on_timeout = True
     config.Execute.shutdown_kernel = "immediate"  # killed when its cells are done: nothing of it is kept
+    config.AsyncKernelManager.client_class = "nnh.grade.execute.ReadyClient"  # no idle 0.2 s at its start
     config.Execute.iopub_timeout = max(float(config.Execute.get("iopub_timeout", 4)), 30.0)  # a loaded machine
     config.OverwriteCells.add_missing_cells = True
     config.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells,
