@@ -4,10 +4,13 @@ The same N submissions of an assignment (the reference, other correct styles,
 blank and wrong answers of ``tests/submissions_<assignment>.py``, repeated
 under new student ids up to N) are graded
 
-1. by serial ``nbgrader autograde`` (one student after the other),
-2. by ``nnh grade --jobs J`` (J students at a time, each kernel in a bubblewrap box),
-3. by ``nnh grade --jobs J --sandbox limits`` (no box: what the box costs),
-4. by ``nnh grade --jobs J --no-judge`` (hidden tests in the kernel: what the judge costs),
+1. by serial ``nbgrader autograde`` (one student after the other), then
+   ``nbgrader generate_feedback`` (timed apart),
+2. by ``nnh grade --jobs J --no-feedback`` (J students at a time, each kernel in a
+   bubblewrap box): the same work as 1's autograde,
+3. by ``nnh grade --jobs J`` (with feedback): the same work as 1's two commands,
+4. by ``nnh grade --jobs J --sandbox limits`` (no box: what the box costs),
+5. by ``nnh grade --jobs J --no-judge`` (hidden tests in the kernel: what the judge costs),
 
 and, as the floor, the graded notebooks (hidden tests included) are executed
 one by one with a bare ``jupyter nbconvert --execute``.  Prints the speed-up of
@@ -17,7 +20,9 @@ writes other keys of the same file).
 
     python bench/grading.py [--assignment regularization] [--n 20] [--jobs 2]
 
-Targets on 2 cores (issues 13 and 14): speed-up >= 3 with the sandbox on;
+Targets on 2 cores (issues 13 and 14): speed-up >= 3 with the sandbox on, for
+the same work (``speedup``: autograde alone; ``speedup_with_feedback``: with the
+feedback);
 ``nnh grade``'s cost per submission (``jobs * wall / N``) <= 1.3 x the bare
 execution.  The exercises' ungraded "Try it" cells skip their work under
 nbgrader (``NBGRADER_EXECUTION``), not under the bare execution.
@@ -84,6 +89,11 @@ def main() -> None:
         tmp = Path(tmp)
         serial_course = make(tmp / "serial", args.assignment, students)
         serial, serial_cpu = timed([str(BIN / "nbgrader"), "autograde", args.assignment, "--force"], serial_course)
+        serial_feedback, _ = timed([str(BIN / "nbgrader"), "generate_feedback", args.assignment, "--force"],
+                                   serial_course)
+        plain_course = make(tmp / "plain", args.assignment, students)
+        plain, _ = timed([str(BIN / "nnh"), "grade", args.assignment, "--jobs", str(args.jobs), "--force",
+                          "--no-feedback"], plain_course)
         parallel_course = make(tmp / "parallel", args.assignment, students)
         parallel, parallel_cpu = timed([str(BIN / "nnh"), "grade", args.assignment, "--jobs", str(args.jobs),
                                         "--force"], parallel_course)
@@ -119,8 +129,10 @@ def main() -> None:
     # the wall-clock times: how much work nnh grade does per submission, next to the others
     results = {
         "assignment": args.assignment, "submissions": n, "jobs": args.jobs, "cpus": os.cpu_count(),
-        "serial_nbgrader_s": round(serial, 1), "nnh_grade_s": round(parallel, 1),
-        "speedup": round(serial / parallel, 2),
+        "serial_nbgrader_s": round(serial, 1), "nnh_grade_no_feedback_s": round(plain, 1),
+        "speedup": round(serial / plain, 2),
+        "serial_nbgrader_generate_feedback_s": round(serial_feedback, 1), "nnh_grade_s": round(parallel, 1),
+        "speedup_with_feedback": round((serial + serial_feedback) / parallel, 2),
         "nnh_grade_sandbox_limits_s": round(limited, 1),
         "box_cost_per_submission_s": round((parallel - limited) * args.jobs / n, 2),
         "nnh_grade_no_judge_s": round(in_kernel, 1),
@@ -143,7 +155,11 @@ def main() -> None:
     }
     print(f"{n} submissions of {args.assignment!r}, {os.cpu_count()} CPUs")
     print(f"serial nbgrader autograde: {serial:7.1f} s  ({serial / n:5.2f} s per submission)")
-    print(f"nnh grade --jobs {args.jobs}:        {parallel:7.1f} s  (speed-up {serial / parallel:.2f}x)")
+    print(f"nnh grade --jobs {args.jobs} --no-feedback: {plain:7.1f} s  (speed-up {serial / plain:.2f}x, the same work)")
+    print(f"serial nbgrader autograde + generate_feedback: {serial + serial_feedback:7.1f} s")
+    print(f"nnh grade --jobs {args.jobs} (with feedback): {parallel:7.1f} s  "
+          f"(speed-up {(serial + serial_feedback) / parallel:.2f}x, the same work; "
+          f"{serial / parallel:.2f}x over autograde alone)")
     print(f"the same with --sandbox limits (no box): {limited:7.1f} s; the box costs "
           f"{(parallel - limited) * args.jobs / n:+.2f} s per submission")
     print(f"the same with --no-judge (tests in the kernel): {in_kernel:7.1f} s; the judge costs "

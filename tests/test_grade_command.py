@@ -600,9 +600,14 @@ def test_student_loop_through_nbgrader_exchange(tmp_path):
                        r"--FileNameCollectorPlugin.named_regexp=.*/(?P<student_id>[a-z0-9]+)_(?P<file_id>\w+)")
     assert nbgrading.notebook_path(course, "submitted", A, "carol").exists()
 
-    nnh_grade(course, "--jobs", "2", "--csv", "grades.csv", "--no-preflight")
+    # graded without feedback, which nbgrader writes afterwards (as after manual grading)
+    nnh_grade(course, "--jobs", "2", "--csv", "grades.csv", "--no-preflight", "--no-feedback")
     rows = gradeclass.read_csv(course / "grades.csv")
     assert {n: (float(r["score"]), r["status"]) for n, r in rows.items()} == {me: (gradeclass.MAX, "ok"), "carol": (0.0, "ok")}
+    assert not [p for p in (course / "feedback").rglob("*") if p.is_file()]
+    # a run with feedback grades again, unchanged, a student graded without it
+    nnh_grade(course, "--student", "carol", "--no-preflight")
+    assert (course / "feedback" / "carol" / A / f"{A}.html").exists()
     nbgrading.nbgrader(course, "generate_feedback", A, "--force")
     # only exchange submissions carry the timestamp release_feedback needs (carol gets hers through the LMS)
     nbgrading.nbgrader(course, "release_feedback", A, "--student", me)

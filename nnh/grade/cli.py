@@ -80,6 +80,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                            "course setting: c.NnhGrade.hide_tests)")
     hide.add_argument("--show-hidden-tests", dest="hide_tests", action="store_false",
                       help="feedback shows the hidden tests' code too, as nbgrader does")
+    parser.add_argument("--no-feedback", dest="feedback", action="store_false",
+                        help="grade without writing feedback/ (nbgrader generate_feedback writes it later, e.g. "
+                             "after manual grading); a graded student's old feedback is removed")
     judge = parser.add_mutually_exclusive_group()
     judge.add_argument("--judge", dest="judge", action="store_true", default=None,
                        help="decide every test cell in the judge, a process of the grader's that student code "
@@ -158,8 +161,10 @@ def _grade(args: argparse.Namespace, out, course, source_files: dict, judge: boo
         merge_state["merging"] = True
         try:
             student = result["student"]
-            score, max_score = merge(course, assignment, result, notebooks)
-            manifest[student] = {"digest": payloads[student]["digest"], "status": result["status"],
+            feedback = payloads[student].get("feedback", True)
+            score, max_score = merge(course, assignment, result, notebooks, feedback=feedback)
+            manifest[student] = {"digest": payloads[student]["digest"], "feedback": feedback,
+                                 "status": result["status"],
                                  "details": result.get("details", []), "score": score, "max_score": max_score,
                                  "seconds": round(result.get("seconds", 0.0), 2)}
             save_manifest(course, assignment, manifest)
@@ -219,8 +224,10 @@ def _payloads(args: argparse.Namespace, course, students: list[str], source_file
     for student in students:
         payload = make_payload(course, args.assignment, student, source_files, template, limits,
                                hide_tests=hide_tests)
+        payload["feedback"] = args.feedback
         record = manifest.get(student)
-        if not args.force and record and record.get("digest") == payload["digest"] and student in graded_before:
+        if not args.force and record and record.get("digest") == payload["digest"] and student in graded_before \
+                and record.get("feedback", True) >= args.feedback:  # graded without feedback: again to write it
             continue
         payloads[student] = payload
     skipped = len(students) - len(payloads)

@@ -47,16 +47,9 @@ def _replace_dir(directory: Path, files: dict[str, bytes]) -> None:
         path.chmod(0o644)
 
 
-def merge(course: Course, assignment: str, result: dict, notebooks: list[str]) -> tuple[float, float]:
-    """Write one student's result into the course: autograded/, feedback/ and the
-    gradebook (as nbgrader's ``SaveAutoGrades`` does).  Returns (score, max_score)."""
-    import warnings
-
-    from nbgrader.api import Gradebook
-
-    warnings.filterwarnings("ignore", message=".*not in session.*")
-    student = result["student"]
-    _replace_dir(course.path("autograded", student, assignment), result.get("autograded", {}))
+def _feedback_pages(result: dict, assignment: str, notebooks: list[str]) -> dict[str, bytes]:
+    """nbgrader's feedback pages, with a banner for a status other than ok or for details,
+    and a page with the banner for a notebook nbgrader wrote none of."""
     feedback = dict(result.get("feedback", {}))
     banner = _banner(result) if (result["status"] != "ok" or result.get("details")) else ""
     for name in notebooks:
@@ -69,7 +62,25 @@ def merge(course: Course, assignment: str, result: dict, notebooks: list[str]) -
                     f"<body><h1>{html.escape(assignment)}: {html.escape(name)}</h1>{_banner(result)}"
                     f"<p>Score: 0</p></body></html>")
             feedback[html_name] = page.encode()
-    _replace_dir(course.path("feedback", student, assignment), feedback)
+    return feedback
+
+
+def merge(course: Course, assignment: str, result: dict, notebooks: list[str], *,
+          feedback: bool = True) -> tuple[float, float]:
+    """Write one student's result into the course: autograded/, feedback/ and the
+    gradebook (as nbgrader's ``SaveAutoGrades`` does).  Returns (score, max_score).
+    ``feedback=False`` (``--no-feedback``): the student's old feedback for the
+    assignment is removed, as it no longer matches the grades; ``nbgrader
+    generate_feedback`` writes it later."""
+    import warnings
+
+    from nbgrader.api import Gradebook
+
+    warnings.filterwarnings("ignore", message=".*not in session.*")
+    student = result["student"]
+    _replace_dir(course.path("autograded", student, assignment), result.get("autograded", {}))
+    _replace_dir(course.path("feedback", student, assignment), _feedback_pages(result, assignment, notebooks)
+                 if feedback else {})
     with Gradebook(course.db_url, course.course_id) as gb:
         gb.update_or_create_student(student)
         kwargs = {}
