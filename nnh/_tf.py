@@ -93,6 +93,9 @@ class _QuietLoader(importlib.abc.Loader):
     def create_module(self, spec):
         return self._loader.create_module(spec)
 
+    def __getattr__(self, name):  # the rest (resource readers, get_source, ...) is the real loader's
+        return getattr(self._loader, name)
+
     def exec_module(self, module):
         with contextlib.ExitStack() as stack:
             if os.environ.get("KERAS_BACKEND") == "tensorflow":  # not Keras on JAX
