@@ -18,12 +18,12 @@ on TensorFlow, as here).  Both import JAX if it is installed, and neither uses i
 with this backend: ``tf.lite`` for ``TFLiteConverter.experimental_from_jax``
 (``tensorflow/lite/python/util.py``), Keras to patch ``jax.monitoring`` for its
 Orbax callback (``keras/src/callbacks/orbax_checkpoint.py``).  With JAX installed
-(the test extra pulls it in, for the ``optax`` comparisons) that costs about 0.8 s
-of the 5 s ``import keras`` takes, in every kernel, test process and grader.  So
-during those two imports ``import jax`` fails as if JAX were absent, unless JAX is
-already loaded; afterwards JAX imports normally.  What is lost is that converter
-(it then raises "Cannot import jit from jax") and the patch, which only JAX
-versions older than the pinned one need.
+(the test extra pulls it in, for the ``optax`` comparisons) that costs 0.4 to 0.8 s
+of the 4 to 5 s ``import keras`` takes here, in every kernel, test process and
+grader.  So during those two imports ``import jax`` fails as if JAX were absent,
+unless JAX is already loaded; afterwards JAX imports normally.  What is lost is
+that converter (it then raises "Cannot import jit from jax") and the patch, which
+only JAX versions older than the pinned one need.
 
 Variables the user has already set are left alone.  ``import nnh`` sets them and, with
 :func:`quiet_tensorflow_on_import`, applies the rest to the first import of TensorFlow,

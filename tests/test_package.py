@@ -38,7 +38,7 @@ def test_without_nnh_first_tensorflow_is_not_silent():
 
 
 def test_keras_after_nnh_loads_without_jax_which_still_imports_afterwards():
-    """TensorFlow's and Keras's first imports skip JAX (0.8 s), on the TensorFlow backend only."""
+    """TensorFlow's and Keras's first imports skip JAX (0.4-0.8 s), on the TensorFlow backend only."""
     result = _python(
         "import sys, nnh, keras, tensorflow as tf\n"
         "from tensorflow.lite.python import util\n"

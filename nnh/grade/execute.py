@@ -48,7 +48,7 @@ def _output_size(content: dict) -> int:
 
 
 class ReadyClient(AsyncKernelClient):
-    """jupyter_client's kernel client, ready without waiting for nothing.
+    """jupyter_client's kernel client, ready without an idle wait.
 
     jupyter_client 8's ``wait_for_ready`` (``KernelClient._async_wait_for_ready``)
     ends by reading IOPub until it has been quiet for 0.2 s: 0.2 s in which nothing
