@@ -69,6 +69,9 @@ def _log_errors_only(tensorflow) -> None:
     tensorflow.get_logger().setLevel("ERROR")
 
 
+_FIRST_IMPORTS = ("tensorflow", "keras")
+
+
 class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
     """Finds ``tensorflow`` and ``keras`` like the normal path finder, but executes them
     without JAX, and TensorFlow with fd 2 silenced, keeping only its error log records.
@@ -81,9 +84,6 @@ class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
         if spec is not None and spec.loader is not None:
             spec.loader = _QuietLoader(spec.loader)
         return spec
-
-
-_FIRST_IMPORTS = ("tensorflow", "keras")
 
 
 class _QuietLoader(importlib.abc.Loader):

@@ -105,6 +105,7 @@ def _array_body(array) -> dict:
     {"$t": "array", "v": {"d": "|V8", "s": [1], "b": base64.b64encode(b"\0" * 8).decode()}},  # a void type
     {"$t": "array", "v": {"d": "f8,i4", "s": [1], "b": ""}},  # a structured type
     {"$t": "array", "v": {"d": "<i3", "s": [1], "b": "AAAA"}},  # no such type
+    {"$t": "array", "v": {"d": "<U0", "s": [3], "b": ""}},  # an item size NumPy never makes
     {"$t": "array", "v": {**_array_body(np.zeros(2)), "b": "not base64!"}},
     {"$t": "array", "v": {**_array_body(np.zeros(2)), "s": [100000000000]}},  # claims 800 GB
     {"$t": "array", "v": {**_array_body(np.zeros(2)), "s": [-2]}},

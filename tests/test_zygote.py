@@ -301,7 +301,8 @@ def test_a_boxed_kernel_sees_only_its_box_and_leaves_nothing(box, warm, tmp_path
     zygote = _Zygote.current.path if warm else ""
     seen = []
     for student in range(2):  # two students, one after the other, of the same grading process
-        km, kc = boxed_kernel(box, zygote, tmp_path, tmp_path_factory.mktemp("jupyter"), memory=1500 if resident else MEMORY)
+        km, kc = boxed_kernel(box, zygote, tmp_path, tmp_path_factory.mktemp("jupyter"),
+                              memory=1500 if resident else MEMORY)
         try:
             assert run(kc, f"import os, sys, socket\nREPO = {REPO!r}")["error"] is None
             seen.append(value(kc, BOX_PROBE))

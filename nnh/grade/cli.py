@@ -161,7 +161,7 @@ def _grade(args: argparse.Namespace, out, course, source_files: dict, judge: boo
         merge_state["merging"] = True
         try:
             student = result["student"]
-            feedback = payloads[student].get("feedback", True)
+            feedback = payloads[student]["feedback"]
             score, max_score = merge(course, assignment, result, notebooks, feedback=feedback)
             manifest[student] = {"digest": payloads[student]["digest"], "feedback": feedback,
                                  "status": result["status"],
@@ -223,8 +223,7 @@ def _payloads(args: argparse.Namespace, course, students: list[str], source_file
     payloads = {}
     for student in students:
         payload = make_payload(course, args.assignment, student, source_files, template, limits,
-                               hide_tests=hide_tests)
-        payload["feedback"] = args.feedback
+                               hide_tests=hide_tests, feedback=args.feedback)
         record = manifest.get(student)
         if not args.force and record and record.get("digest") == payload["digest"] and student in graded_before \
                 and record.get("feedback", True) >= args.feedback:  # graded without feedback: again to write it

@@ -70,9 +70,9 @@ def preflight_payload(args: argparse.Namespace, course: Course, assignment: str,
     if manifest.get(_PREFLIGHT_KEY, {}).get("digest") == key:
         return None
     print(f"preflight: grading the reference solution of {assignment} with the class's limits", file=out)
-    payload = task_payload(course, assignment, PREFLIGHT_STUDENT, source_files, submitted, template, limits, key)
-    payload["feedback"] = False  # its scores and errors are all it is for
-    return payload
+    # no feedback: its scores and errors are all it is for
+    return task_payload(course, assignment, PREFLIGHT_STUDENT, source_files, submitted, template, limits, key,
+                        feedback=False)
 
 
 def check_preflight(result: dict, payload: dict, course: Course, source_files: dict, manifest: dict) -> None:

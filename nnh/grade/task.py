@@ -34,20 +34,22 @@ def grading_limits(course: Course, timeout: float, memory: int, user: str,
 
 
 def make_payload(course: Course, assignment: str, student: str, source_files: dict, template: bytes,
-                 limits: dict, *, hide_tests: bool = True) -> dict:
+                 limits: dict, *, hide_tests: bool = True, feedback: bool = True) -> dict:
     """Everything grading ``student`` needs, with no access to the course (see :func:`run_task`).
-    ``hide_tests``: the feedback shows the hidden tests' results and messages, not their code."""
+    ``hide_tests``: the feedback shows the hidden tests' results and messages, not their code;
+    ``feedback``: write feedback at all."""
     submitted = _files(course.path("submitted", student, assignment))
     return task_payload(course, assignment, student, source_files, submitted, template, limits,
-                        digest(source_files, submitted, course.config_text), hide_tests=hide_tests)
+                        digest(source_files, submitted, course.config_text), hide_tests=hide_tests,
+                        feedback=feedback)
 
 
 def task_payload(course: Course, assignment: str, student: str, source_files: dict, submitted: dict,
-                 template: bytes, limits: dict, key: str, *, hide_tests: bool = True) -> dict:
+                 template: bytes, limits: dict, key: str, *, hide_tests: bool = True, feedback: bool = True) -> dict:
     """The task :func:`run_task` grades: ``submitted`` (name → bytes) as ``student``'s files."""
     return {"assignment": assignment, "student": student, "config_text": course.config_text,
             "source_files": source_files, "submitted_files": submitted, "template_db": template,
-            "limits": limits, "hide_tests": hide_tests, "digest": key}
+            "limits": limits, "hide_tests": hide_tests, "feedback": feedback, "digest": key}
 
 
 def hide_tests_setting(course: Course, flag: bool | None) -> bool:

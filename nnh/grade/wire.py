@@ -52,8 +52,9 @@ class WireError(Exception):
     """A value that cannot cross, or a message that is not one this module wrote."""
 
 
-#: A dtype as ``dtype.str`` writes one: byte order, kind, item size.
-_DTYPE = re.compile(r"[<>|=]?[biufcSU][0-9]{1,9}\Z")
+#: A dtype as ``dtype.str`` writes one: byte order, kind, item size (NumPy never makes an
+#: array of item size 0: ``"U0"`` becomes ``"<U1"``).
+_DTYPE = re.compile(r"[<>|=]?[biufcSU][1-9][0-9]{0,8}\Z")
 #: The most dimensions an array that crosses may have (NumPy's own limit).
 MAX_DIMS = 64
 
@@ -81,8 +82,6 @@ def _array(body):
     if math.prod(body["s"]) * dtype.itemsize != len(raw):
         raise WireError(f"{len(raw)} bytes are not an array of shape {tuple(body['s'])} and dtype {dtype}")
     try:
-        if dtype.itemsize == 0:  # "<U0": no bytes to read
-            return np.zeros(body["s"], dtype)
         return np.frombuffer(bytearray(raw), dtype).reshape(body["s"])
     except ValueError as error:  # more elements than an index can hold
         raise WireError(f"not an array: {error}") from None

@@ -379,7 +379,7 @@ def _feedback(student: _Student, api) -> None:
     none, the preflight), and the autograded files nbgrader wrote (not what the kernel
     wrote) into the result."""
     payload, auto_dir, result = student.payload, student.dirs["autograded"], student.result
-    if payload.get("feedback", True):
+    if payload["feedback"]:
         originals = hide_hidden_tests(auto_dir) if payload.get("hide_tests") else {}
         try:
             feedback = api.generate_feedback(payload["assignment"], payload["student"], force=True)
